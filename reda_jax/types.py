@@ -1,0 +1,55 @@
+"""Pytrees shared across the library, with their array shapes.
+
+N = number of transitions, B = batch, K = context window length,
+ds = observation dim, da = action dim, T = tasks (a leading axis when vmapped).
+"""
+from __future__ import annotations
+
+import flax.struct
+import jax
+
+
+@flax.struct.dataclass
+class Transitions:
+    """A flat set of transitions in episode order.
+
+    observations: (N, ds) float32
+    actions: (N, da) float32, in the normalised action box [-1, 1]
+    rewards: (N,) float32
+    next_observations: (N, ds) float32
+    terminals: (N,) float32, 1.0 where the MDP terminated (never set by a time limit)
+    truncations: (N,) float32, 1.0 where the episode was cut by the time limit
+        (or by the end of collection) without terminating
+    An episode ends at a transition whose terminal or truncation is 1.
+    """
+
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    next_observations: jax.Array
+    terminals: jax.Array
+    truncations: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.rewards.shape[-1]
+
+
+@flax.struct.dataclass
+class ContextBatch:
+    """Length-K context windows that never cross an episode boundary.
+
+    Windows are right-aligned: position K-1 is the newest transition; positions before
+    the episode start are padding with mask 0 and zero contents.
+    observations: (B, K, ds); actions: (B, K, da); rewards: (B, K);
+    next_observations: (B, K, ds); prev_actions: (B, K, da) (zero at an episode's first step);
+    terminals: (B, K); mask: (B, K) float32, 1.0 for real transitions.
+    """
+
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    next_observations: jax.Array
+    prev_actions: jax.Array
+    terminals: jax.Array
+    mask: jax.Array
