@@ -1,0 +1,130 @@
+"""Soft actor-critic as pure functions.
+
+`make_sac(config, obs_dim, act_dim)` returns an `SAC` of pure functions:
+  init(key) -> SACState
+  update(state, batch: Transitions, key) -> (SACState, metrics)
+  act(actor_params, obs (..., obs_dim), key, deterministic) -> actions (..., act_dim)
+The observation may be any feature vector (e.g. [state, z] for a task-conditioned policy).
+Update order: critics (twin, clipped double-Q, entropy backup), actor (on the new critics),
+temperature (target entropy -|A| by default), then Polyak averaging of the target critics.
+Bootstrapping is cut by `terminals` only: a time-limit truncation bootstraps.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from reda_jax.configs import SACConfig
+from reda_jax.networks.policies import TanhGaussianActor, TwinCritic, sample_tanh_gaussian
+from reda_jax.types import Transitions
+
+
+@flax.struct.dataclass
+class SACState:
+    actor_params: dict
+    critic_params: dict
+    target_critic_params: dict
+    log_alpha: jax.Array  # ()
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    step: jax.Array  # () int32
+
+
+class SAC(NamedTuple):
+    init: Callable[[jax.Array], SACState]
+    update: Callable[[SACState, Transitions, jax.Array], tuple[SACState, dict]]
+    act: Callable[..., jax.Array]
+    actor: TanhGaussianActor
+    critic: TwinCritic
+
+
+def make_sac(config: SACConfig, obs_dim: int, act_dim: int) -> SAC:
+    actor = TanhGaussianActor(config.hidden_dims, act_dim, config.log_std_min, config.log_std_max)
+    critic = TwinCritic(config.hidden_dims)
+    actor_opt = optax.adam(config.actor_lr)
+    critic_opt = optax.adam(config.critic_lr)
+    alpha_opt = optax.adam(config.alpha_lr)
+    target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
+
+    def init(key: jax.Array) -> SACState:
+        k_actor, k_critic = jax.random.split(key)
+        obs = jnp.zeros((1, obs_dim))
+        act = jnp.zeros((1, act_dim))
+        actor_params = actor.init(k_actor, obs)
+        critic_params = critic.init(k_critic, obs, act)
+        log_alpha = jnp.asarray(jnp.log(config.init_temperature), jnp.float32)
+        return SACState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=jax.tree.map(jnp.copy, critic_params),
+            log_alpha=log_alpha,
+            actor_opt_state=actor_opt.init(actor_params),
+            critic_opt_state=critic_opt.init(critic_params),
+            alpha_opt_state=alpha_opt.init(log_alpha),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def policy(actor_params, obs, key):
+        mean, log_std = actor.apply(actor_params, obs)
+        return sample_tanh_gaussian(mean, log_std, key)
+
+    def act(actor_params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+        if deterministic:
+            return jnp.tanh(actor.apply(actor_params, obs)[0])
+        return policy(actor_params, obs, key)[0]
+
+    def critic_loss(critic_params, state: SACState, batch: Transitions, key):
+        next_act, next_logp = policy(state.actor_params, batch.next_observations, key)
+        next_q = critic.apply(state.target_critic_params, batch.next_observations, next_act).min(0)
+        if config.backup_entropy:
+            next_q = next_q - jnp.exp(state.log_alpha) * next_logp
+        target = batch.rewards + config.gamma * (1.0 - batch.terminals) * next_q
+        q = critic.apply(critic_params, batch.observations, batch.actions)  # (2, B)
+        loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(1).sum()
+        return loss, {"critic_loss": loss, "q": q.mean(), "target_q": target.mean()}
+
+    def actor_loss(actor_params, critic_params, log_alpha, batch: Transitions, key):
+        a, logp = policy(actor_params, batch.observations, key)
+        q = critic.apply(critic_params, batch.observations, a).min(0)
+        loss = (jnp.exp(log_alpha) * logp - q).mean()
+        return loss, {"actor_loss": loss, "entropy": -logp.mean()}
+
+    def alpha_loss(log_alpha, entropy):
+        return log_alpha * (entropy - target_entropy)
+
+    def update(state: SACState, batch: Transitions, key: jax.Array) -> tuple[SACState, dict]:
+        k_critic, k_actor = jax.random.split(key)
+        grads, c_info = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, k_critic)
+        updates, critic_opt_state = critic_opt.update(grads, state.critic_opt_state)
+        critic_params = optax.apply_updates(state.critic_params, updates)
+
+        grads, a_info = jax.grad(actor_loss, has_aux=True)(
+            state.actor_params, critic_params, state.log_alpha, batch, k_actor)
+        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt_state)
+        actor_params = optax.apply_updates(state.actor_params, updates)
+
+        entropy = jax.lax.stop_gradient(a_info["entropy"])
+        grad_alpha = jax.grad(alpha_loss)(state.log_alpha, entropy)
+        updates, alpha_opt_state = alpha_opt.update(grad_alpha, state.alpha_opt_state)
+        log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+        target_critic_params = optax.incremental_update(
+            critic_params, state.target_critic_params, config.tau)
+        new_state = SACState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=target_critic_params,
+            log_alpha=log_alpha,
+            actor_opt_state=actor_opt_state,
+            critic_opt_state=critic_opt_state,
+            alpha_opt_state=alpha_opt_state,
+            step=state.step + 1,
+        )
+        return new_state, {**c_info, **a_info, "alpha": jnp.exp(log_alpha)}
+
+    return SAC(init=init, update=update, act=act, actor=actor, critic=critic)
