@@ -1,0 +1,257 @@
+"""Behavior-policy training and offline data collection (paper Appendix B.2).
+
+One SAC per member (a task of a task set, or a seed), all members trained as one vmapped
+program: the simulators step on the host, one batched policy call per step, and every
+`update_every` steps a single jitted `lax.scan` inserts the new steps into the on-device
+replay buffer and runs `update_every` vmapped SAC updates.
+
+After each of the `num_checkpoints` evenly spaced checkpoints the deterministic policy
+collects that checkpoint's transitions (as the reference code does) on separate envs; the
+rollouts are saved atomically per checkpoint, so a killed run resumes from its last
+checkpoint. `build_datasets` then cuts them into the train / test datasets of each group.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reda_jax.algos.sac import SAC, SACState, make_sac
+from reda_jax.checkpoint import Checkpointer
+from reda_jax.configs import CollectConfig
+from reda_jax.data import replay
+from reda_jax.data.rollout import collect_transitions
+from reda_jax.envs.tasks import TaskSpec, make_env
+from reda_jax.types import Transitions
+
+RETURNS_CSV_FIELDS = ("checkpoint", "env_steps", "member", "task", "seed", "return_mean",
+                      "return_std", "episodes", "train_return", "alpha", "critic_loss",
+                      "wall_time_s")
+
+
+def make_train_chunk(sac: SAC, batch_size: int, num_updates: int):
+    """(state (M,...), buffer, chunk (M, n, ...), key, do_update) -> (state, buffer, metrics).
+
+    Inserts the chunk, then (if `num_updates` > 0) runs that many vmapped SAC updates in one
+    lax.scan with batches sampled on device. Buffer and state are donated."""
+    update = jax.vmap(sac.update)
+
+    def train_chunk(state: SACState, buffer: replay.ReplayBuffer, chunk: Transitions, key):
+        buffer = replay.insert(buffer, chunk)
+        num_members = chunk.rewards.shape[0]
+
+        def body(state, key):
+            k_batch, k_update = jax.random.split(key)
+            batch = replay.sample(buffer, k_batch, batch_size)
+            state, metrics = update(state, batch, jax.random.split(k_update, num_members))
+            return state, metrics
+
+        state, metrics = jax.lax.scan(body, state, jax.random.split(key, num_updates))
+        return state, buffer, jax.tree.map(lambda x: x.mean(0), metrics)
+
+    return jax.jit(train_chunk, donate_argnums=(0, 1))
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+class BehaviorCollector:
+    """Trains SAC for every member and saves each checkpoint's deterministic rollouts.
+
+    workdir layout: checkpoints/train (latest resumable state), checkpoints/policies/<k>
+    (actor params of checkpoint k for every member), rollouts/<member>/ckpt_<k>.npz,
+    returns.csv (one row per checkpoint and member).
+    """
+
+    def __init__(self, config: CollectConfig, members: Sequence[TaskSpec], seeds: Sequence[int],
+                 workdir: str | os.PathLike, member_names: Sequence[str] | None = None):
+        if len(members) != len(seeds):
+            raise ValueError(f"{len(members)} members but {len(seeds)} seeds")
+        self.config = config
+        self.members = list(members)
+        self.seeds = list(seeds)
+        self.names = list(member_names or [t.name for t in members])
+        self.workdir = Path(workdir)
+        self.envs = [make_env(t) for t in self.members]
+        self.data_envs = [make_env(t) for t in self.members]
+        self.obs_dim = self.envs[0].observation_space.shape[0]
+        self.act_dim = self.envs[0].action_space.shape[0]
+        self.sac = make_sac(config.sac, self.obs_dim, self.act_dim)
+        self._act = jax.jit(jax.vmap(self.sac.act, in_axes=(0, 0, 0, None)), static_argnums=3)
+        self.steps_per_ckpt = config.total_steps // config.num_checkpoints
+        self.train_ckpt = Checkpointer(self.workdir / "checkpoints" / "train", max_to_keep=1)
+        self.policy_ckpt = Checkpointer(self.workdir / "checkpoints" / "policies", max_to_keep=None)
+
+    # ----- state -------------------------------------------------------------------------
+    def _fresh(self):
+        keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in self.seeds])
+        init_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 0))(keys)
+        state = jax.vmap(self.sac.init)(init_keys)
+        buffer = replay.init_replay(len(self.members), self.config.total_steps,
+                                    self.obs_dim, self.act_dim)
+        key = jax.random.key(self.config.seed)
+        return state, buffer, key
+
+    def _restore(self, step: int):
+        state, buffer, key = self._fresh()
+        meta = self.train_ckpt.restore_meta(step)
+        size = int(meta["buffer_size"])
+        like = dict(state=state, data=jax.tree.map(lambda x: x[:, :size], buffer.data),
+                    key=jax.random.key_data(key))
+        tree, meta = self.train_ckpt.restore(step, like)
+        buffer = replay.insert(buffer, jax.tree.map(jnp.asarray, tree["data"]))
+        return (jax.tree.map(jnp.asarray, tree["state"]), buffer,
+                jax.random.wrap_key_data(jnp.asarray(tree["key"])), meta)
+
+    def _save(self, k: int, state, buffer, key, meta: dict) -> None:
+        size = int(buffer.size)
+        tree = dict(state=state, data=jax.tree.map(lambda x: x[:, :size], buffer.data),
+                    key=jax.random.key_data(key))
+        self.policy_ckpt.save(k, state.actor_params, {"checkpoint": k, "members": self.names})
+        self.train_ckpt.save(k, tree, {**meta, "buffer_size": size})
+
+    # ----- main loop ---------------------------------------------------------------------
+    def run(self, progress: Callable[[int, dict], None] | None = None) -> None:
+        cfg = self.config
+        latest = self.train_ckpt.latest_step()
+        if latest is None:
+            state, buffer, key = self._fresh()
+            meta = {"env_steps": 0, "recent_returns": [[] for _ in self.members]}
+            start = 1
+        else:
+            state, buffer, key, meta = self._restore(latest)
+            start = latest + 1
+            # Rollouts of the latest checkpoint may be missing if the kill came between.
+            self._collect_checkpoint(latest, state, meta, time.time())
+        train_chunk = make_train_chunk(self.sac, cfg.sac.batch_size, cfg.update_every)
+        insert_only = jax.jit(replay.insert, donate_argnums=0)
+        rng = np.random.default_rng([cfg.seed, start])
+        env_steps = int(meta["env_steps"])
+        recent = [list(r) for r in meta["recent_returns"]]
+        obs = np.stack([env.reset(seed=1000 * s + start)[0]
+                        for env, s in zip(self.envs, self.seeds)]).astype(np.float32)
+        running = np.zeros(len(self.members))
+        m, n = len(self.members), cfg.update_every
+        metrics = {}
+        t0 = time.time()
+        for k in range(start, cfg.num_checkpoints + 1):
+            for _ in range(self.steps_per_ckpt // n):
+                chunk = {f: np.zeros((m, n) + s, np.float32) for f, s in (
+                    ("observations", (self.obs_dim,)), ("actions", (self.act_dim,)),
+                    ("rewards", ()), ("next_observations", (self.obs_dim,)),
+                    ("terminals", ()), ("truncations", ()))}
+                for j in range(n):
+                    if env_steps < cfg.random_steps:
+                        actions = rng.uniform(-1.0, 1.0, (m, self.act_dim)).astype(np.float32)
+                    else:
+                        key, sub = jax.random.split(key)
+                        actions = np.asarray(self._act(state.actor_params, jnp.asarray(obs),
+                                                       jax.random.split(sub, m), False))
+                    for i, env in enumerate(self.envs):
+                        next_obs, reward, terminated, truncated, _ = env.step(actions[i])
+                        chunk["observations"][i, j] = obs[i]
+                        chunk["actions"][i, j] = actions[i]
+                        chunk["rewards"][i, j] = reward
+                        chunk["next_observations"][i, j] = next_obs
+                        chunk["terminals"][i, j] = terminated
+                        chunk["truncations"][i, j] = truncated and not terminated
+                        running[i] += reward
+                        if terminated or truncated:
+                            recent[i] = (recent[i] + [float(running[i])])[-10:]
+                            running[i] = 0.0
+                            next_obs, _ = env.reset()
+                        obs[i] = next_obs
+                    env_steps += 1
+                chunk_t = Transitions(**{f: jnp.asarray(v) for f, v in chunk.items()})
+                if env_steps > cfg.update_after:
+                    key, sub = jax.random.split(key)
+                    state, buffer, metrics = train_chunk(state, buffer, chunk_t, sub)
+                else:
+                    buffer = insert_only(buffer, chunk_t)
+                if progress is not None:
+                    progress(n, {"env_steps": env_steps, "train_return": _recent_mean(recent)})
+            meta = {"env_steps": env_steps, "recent_returns": recent,
+                    "alpha": np.asarray(metrics.get("alpha", np.full(m, np.nan))).tolist(),
+                    "critic_loss": np.asarray(metrics.get("critic_loss", np.full(m, np.nan))).tolist()}
+            self._save(k, state, buffer, key, meta)
+            self._collect_checkpoint(k, state, meta, t0)
+
+    def _rollout_path(self, member: int, k: int) -> Path:
+        return self.workdir / "rollouts" / self.names[member] / f"ckpt_{k:03d}.npz"
+
+    def _collect_checkpoint(self, k: int, state: SACState, meta: dict, t0: float) -> None:
+        """Deterministic-policy data of checkpoint k for every member (skipped if saved)."""
+        if all(self._rollout_path(i, k).exists() for i in range(len(self.members))):
+            return
+        n = self.config.transitions_per_checkpoint()[k]
+        params = state.actor_params
+        act = self._act
+        dummy = jax.random.split(jax.random.key(0), len(self.members))
+
+        def policy(obs):
+            return np.asarray(act(params, jnp.asarray(obs), dummy, True))
+
+        data, returns = collect_transitions(policy, self.data_envs, n,
+                                            seed=10_000 * (self.config.seed + 1) + 100 * k)
+        rows = []
+        for i in range(len(self.members)):
+            path = self._rollout_path(i, k)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rets = np.asarray(returns[i] if returns[i] else [data[i]["rewards"].sum()])
+            _atomic_savez(path, **data[i], episode_returns=rets,
+                          complete_episodes=np.asarray(len(returns[i])))
+            rows.append(dict(
+                checkpoint=k, env_steps=meta["env_steps"], member=self.names[i],
+                task=self.members[i].name, seed=self.seeds[i],
+                return_mean=float(rets.mean()), return_std=float(rets.std()),
+                episodes=len(returns[i]), train_return=_mean(meta["recent_returns"][i]),
+                alpha=meta.get("alpha", [np.nan] * len(self.members))[i],
+                critic_loss=meta.get("critic_loss", [np.nan] * len(self.members))[i],
+                wall_time_s=round(time.time() - t0, 1)))
+        _append_csv(self.workdir / "returns.csv", rows)
+
+
+def _mean(xs) -> float:
+    return float(np.mean(xs)) if len(xs) else float("nan")
+
+
+def _recent_mean(recent) -> float:
+    vals = [x for r in recent for x in r[-3:]]
+    return _mean(vals)
+
+
+def _append_csv(path: Path, rows: list[dict]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=RETURNS_CSV_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_returns(path: str | os.PathLike) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def load_rollout(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def save_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,75 @@
+"""What every run directory records: resolved config, git commit, versions, devices."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import jax
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "mujoco", "gymnasium", "orbax-checkpoint",
+            "minari", "numpy", "reda-jax")
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool = True) -> Path:
+    """Creates `workdir`, writes config.json and run_info.json. If a config.json from an
+    earlier run is there and differs, raises ValueError naming the differing fields (a
+    resumed run must use the same config)."""
+    workdir = Path(workdir)
+    config = json.loads(json.dumps(config, default=str))
+    cfg_path = workdir / "config.json"
+    if resume_check and cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        if diff:
+            raise ValueError(f"{workdir} holds a run with a different config (fields {diff}); "
+                             "use another --workdir or delete it")
+    write_json_atomic(cfg_path, config)
+    write_json_atomic(workdir / "run_info.json", dict(
+        git_commit=git_commit(), versions=versions(), command=sys.argv,
+        devices=[str(d) for d in jax.devices()], backend=jax.default_backend()))
+    return workdir
+
+
+def quiet_logs() -> None:
+    """Keeps orbax's and absl's per-save INFO lines out of the console."""
+    for name in ("absl", "orbax", "jax._src.xla_bridge"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from absl import logging as absl_logging
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    except ImportError:
+        pass
