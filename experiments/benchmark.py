@@ -1,0 +1,264 @@
+"""Speed figures of the foundation, measured side by side in one run (not a test).
+
+  python -m experiments.benchmark                      # all sections
+  python -m experiments.benchmark --sections=env,sac   # some of them
+
+Sections:
+  env      env steps/s: bare gymnasium env vs our task wrappers (random actions)
+  sac      SAC updates/s, 1 task vs 5 tasks vmapped; lax.scan of N updates vs a Python loop
+           of jitted single updates; compile time apart from run time
+  flops    FLOP/s of the SAC update (XLA cost analysis / time) vs a large jnp.dot (peak)
+  acting   the collection loop without updates: batched policy call + host simulators
+  collect  wall time of a `mini` collection (read from --collect_workdir's returns.csv,
+           or measured by running it with --run_collect)
+Targets (see the README): wrappers >= 90% of bare; SAC >= 50% of the jnp.dot rate;
+5 vmapped tasks >= 0.95x one task's per-task throughput; scan faster than the loop.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from reda_jax.algos.sac import make_sac
+from reda_jax.configs import SACConfig
+from reda_jax.envs.tasks import get_task_set, make_env
+from reda_jax.types import Transitions
+
+_SECTIONS = flags.DEFINE_list("sections", ["env", "sac", "flops", "acting", "collect"],
+                              "Which sections to run.")
+_TASK_SET = flags.DEFINE_string("task_set", "hopper-gravity", "Task set for env/acting/SAC dims.")
+_ENV_STEPS = flags.DEFINE_integer("env_steps", 20_000, "Steps per env measurement.")
+_UPDATES = flags.DEFINE_integer("updates", 300, "SAC updates per timing.")
+_COLLECT_WORKDIR = flags.DEFINE_string("collect_workdir", None,
+                                       "A finished mini collection to read the wall time from.")
+_RUN_COLLECT = flags.DEFINE_bool("run_collect", False, "Run the mini collection to time it.")
+
+
+def timeit(fn, repeats: int = 3) -> float:
+    """Best wall time of `fn()` over repeats (fn must block until done)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def report(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+
+
+def bench_env(task_set) -> None:
+    print(f"[env] {task_set.env_id}, random actions, {_ENV_STEPS.value} steps each")
+    task = task_set.task(1.0)
+
+    def run(env):
+        env.reset(seed=0)
+        acts = np.random.default_rng(0).uniform(-1, 1, (_ENV_STEPS.value,) + env.action_space.shape)
+        scale = env.action_space.high
+        t = time.perf_counter()
+        for a in acts:
+            _, _, term, trunc, _ = env.step((a * scale).astype(np.float32))
+            if term or trunc:
+                env.reset()
+        return _ENV_STEPS.value / (time.perf_counter() - t)
+
+    kwargs = dict(task.env_kwargs)
+    raw = gym.make(task.env_id, **kwargs).unwrapped
+    # Interleave the measurements so that load from other processes hits all alike.
+    rates = {"bare simulator (mujoco.mj_step)": [], "bare gymnasium env (gym.make)": [],
+             "our task env (make_env)": []}
+    for _ in range(3):
+        model, data = raw.model, raw.data
+        t = time.perf_counter()
+        for _ in range(_ENV_STEPS.value):
+            raw._step_mujoco_simulation(np.zeros(model.nu), raw.frame_skip)
+        rates["bare simulator (mujoco.mj_step)"].append(_ENV_STEPS.value / (time.perf_counter() - t))
+        rates["bare gymnasium env (gym.make)"].append(run(gym.make(task.env_id, **kwargs)))
+        rates["our task env (make_env)"].append(run(make_env(task)))
+    best = {k: max(v) for k, v in rates.items()}
+    rows = [(k, f"{v:,.0f} steps/s") for k, v in best.items()]
+    ratio = best["our task env (make_env)"] / best["bare gymnasium env (gym.make)"]
+    rows.append(("wrappers / bare gymnasium env", f"{ratio:.2f}x (target >= 0.90)"))
+    report(rows)
+
+
+def _batch(key, obs_dim, act_dim, lead=()):
+    k = jax.random.split(key, 3)
+    shp = lead + (256,)
+    return Transitions(jax.random.normal(k[0], shp + (obs_dim,)),
+                       jnp.tanh(jax.random.normal(k[1], shp + (act_dim,))), jnp.ones(shp),
+                       jax.random.normal(k[2], shp + (obs_dim,)), jnp.zeros(shp), jnp.zeros(shp))
+
+
+def _scanned(update, n_tasks):
+    def run(state, batch, keys):
+        def body(s, k):
+            if n_tasks:
+                k = jax.random.split(k, n_tasks)
+            s, m = update(s, batch, k)
+            return s, m["critic_loss"]
+        return jax.lax.scan(body, state, keys)
+    return jax.jit(run)
+
+
+def bench_sac(task_set) -> dict:
+    obs_dim, act_dim = task_set.obs_dim, task_set.act_dim
+    sac = make_sac(SACConfig(), obs_dim, act_dim)
+    n = _UPDATES.value
+    keys = jax.random.split(jax.random.key(1), n)
+    print(f"[sac] 2x256 actor + twin critics, batch 256, obs {obs_dim}, act {act_dim}; "
+          f"{n} updates per timing")
+    out = {}
+    rows = []
+    for n_tasks in (0, 5):
+        if n_tasks:
+            state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), n_tasks))
+            update = jax.vmap(sac.update)
+            batch = _batch(jax.random.key(2), obs_dim, act_dim, (n_tasks,))
+        else:
+            state, update = sac.init(jax.random.key(0)), sac.update
+            batch = _batch(jax.random.key(2), obs_dim, act_dim)
+        f = _scanned(update, n_tasks)
+        t = time.perf_counter()
+        compiled = f.lower(state, batch, keys).compile()
+        compile_s = time.perf_counter() - t
+        jax.block_until_ready(compiled(state, batch, keys))
+        dt = timeit(lambda: jax.block_until_ready(compiled(state, batch, keys)))
+        per_task = n * max(n_tasks, 1) / dt
+        out[n_tasks] = per_task
+        label = f"{n_tasks} tasks vmapped" if n_tasks else "1 task"
+        rows.append((f"scan, {label}", f"{n / dt:,.1f} updates/s = {per_task:,.1f} task-updates/s "
+                                      f"(compile {compile_s:.1f} s)"))
+    rows.append(("5 vmapped / 1 task, per-task throughput", f"{out[5] / out[0]:.2f}x (target >= 0.95)"))
+    # Python loop of jitted single updates.
+    state = sac.init(jax.random.key(0))
+    batch = _batch(jax.random.key(2), obs_dim, act_dim)
+    single = jax.jit(sac.update)
+    t = time.perf_counter()
+    single = single.lower(state, batch, keys[0]).compile()
+    compile_s = time.perf_counter() - t
+
+    def loop():
+        s = state
+        for k in keys:
+            s, _ = single(s, batch, k)
+        jax.block_until_ready(s)
+
+    loop()
+    dt = timeit(loop)
+    rows.append(("python loop of jitted updates, 1 task", f"{n / dt:,.1f} updates/s "
+                                                          f"(compile {compile_s:.1f} s)"))
+    rows.append(("scan / python loop", f"{out[0] / (n / dt):.2f}x (target > 1)"))
+    report(rows)
+    return out
+
+
+def bench_flops(task_set) -> None:
+    obs_dim, act_dim = task_set.obs_dim, task_set.act_dim
+    sac = make_sac(SACConfig(), obs_dim, act_dim)
+    n = _UPDATES.value
+    keys = jax.random.split(jax.random.key(1), n)
+    print("[flops] XLA cost analysis of the compiled update / measured time, vs a large jnp.dot")
+    rows = []
+    size = 2048
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    dot = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
+    jax.block_until_ready(dot(a, a))
+    peak = 2 * size**3 / timeit(lambda: jax.block_until_ready(dot(a, a)), repeats=5)
+    rows.append((f"jnp.dot {size}x{size} f32 (practical peak)", f"{peak / 1e9:,.1f} GFLOP/s"))
+    for n_tasks in (0, 5):
+        if n_tasks:
+            state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), n_tasks))
+            update = jax.vmap(sac.update)
+            batch = _batch(jax.random.key(2), obs_dim, act_dim, (n_tasks,))
+        else:
+            state, update = sac.init(jax.random.key(0)), sac.update
+            batch = _batch(jax.random.key(2), obs_dim, act_dim)
+        single = jax.jit(update).lower(state, batch, keys[0] if not n_tasks else
+                                       jax.random.split(keys[0], n_tasks)).compile()
+        flops = _flops(single)
+        compiled = _scanned(update, n_tasks).lower(state, batch, keys).compile()
+        jax.block_until_ready(compiled(state, batch, keys))
+        dt = timeit(lambda: jax.block_until_ready(compiled(state, batch, keys)))
+        rate = flops * n / dt
+        label = f"{n_tasks} tasks vmapped" if n_tasks else "1 task"
+        rows.append((f"SAC update, {label}", f"{flops / 1e6:,.1f} MFLOP/update, {rate / 1e9:,.1f} "
+                                            f"GFLOP/s = {rate / peak:.0%} of peak (target >= 50%)"))
+    report(rows)
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost["flops"])
+
+
+def bench_acting(task_set) -> None:
+    print(f"[acting] collection loop without updates: {len(task_set.all_tasks)} tasks, one "
+          f"batched policy call per step + host simulators")
+    sac = make_sac(SACConfig(), task_set.obs_dim, task_set.act_dim)
+    m = len(task_set.all_tasks)
+    params = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), m)).actor_params
+    act = jax.jit(jax.vmap(sac.act, in_axes=(0, 0, 0, None)), static_argnums=3)
+    envs = [make_env(t) for t in task_set.all_tasks]
+    obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+    key = jax.random.key(0)
+    steps = _ENV_STEPS.value // m
+    act(params, jnp.asarray(obs), jax.random.split(key, m), False)
+    t = time.perf_counter()
+    for _ in range(steps):
+        key, sub = jax.random.split(key)
+        a = np.asarray(act(params, jnp.asarray(obs), jax.random.split(sub, m), False))
+        for i, e in enumerate(envs):
+            o, _, term, trunc, _ = e.step(a[i])
+            obs[i] = e.reset()[0] if term or trunc else o
+    dt = time.perf_counter() - t
+    report([("batched steps/s (all tasks at once)", f"{steps / dt:,.0f}"),
+            ("env steps/s (summed over tasks)", f"{steps * m / dt:,.0f}")])
+
+
+def bench_collect() -> None:
+    print("[collect] wall time of the mini collection")
+    workdir = _COLLECT_WORKDIR.value
+    if _RUN_COLLECT.value:
+        from experiments.collect import run_collection
+        workdir = workdir or f"/tmp/reda_bench_collect_{os.getpid()}"
+        t = time.perf_counter()
+        run_collection(_TASK_SET.value, "mini", workdir, show_progress=False)
+        report([(f"mini {_TASK_SET.value}", f"{time.perf_counter() - t:,.0f} s (measured now)")])
+        return
+    if not workdir or not os.path.exists(f"{workdir}/returns.csv"):
+        print("  (skipped: pass --collect_workdir=<finished mini run> or --run_collect)")
+        return
+    with open(f"{workdir}/returns.csv") as f:
+        rows = list(csv.DictReader(f))
+    wall = max(float(r["wall_time_s"]) for r in rows)
+    report([(f"mini collection in {workdir}", f"{wall:,.0f} s to the last checkpoint "
+                                              "(from returns.csv; excludes dataset writing)")])
+
+
+def main(_):
+    task_set = get_task_set(_TASK_SET.value)
+    print(f"devices: {jax.devices()}; backend {jax.default_backend()}")
+    sections = {"env": lambda: bench_env(task_set), "sac": lambda: bench_sac(task_set),
+                "flops": lambda: bench_flops(task_set), "acting": lambda: bench_acting(task_set),
+                "collect": bench_collect}
+    for name in _SECTIONS.value:
+        if name not in sections:
+            raise app.UsageError(f"unknown section {name!r}; valid: {', '.join(sections)}")
+        sections[name]()
+
+
+if __name__ == "__main__":
+    app.run(main)
