@@ -13,9 +13,10 @@ import collections
 from absl import app, flags
 from tqdm import tqdm
 
-from reda_jax.configs import CollectConfig
+from reda_jax.configs import CollectConfig, SACConfig, to_dict
 from reda_jax.data.collect import BehaviorCollector, read_returns
 from reda_jax.envs.tasks import get_task_set
+from reda_jax.run_info import prepare_run_dir, quiet_logs
 
 _TASK_SET = flags.DEFINE_string("task_set", "hopper-gravity", "Task set whose env is used.")
 _MULT = flags.DEFINE_float("multiplier", 1.0, "Task multiplier (1.0 = the unmodified env).")
@@ -31,13 +32,18 @@ def main(_):
         raise app.UsageError("--steps must be a multiple of --eval_every")
     task = get_task_set(_TASK_SET.value).task(_MULT.value)
     n_evals = _STEPS.value // _EVAL_EVERY.value
-    config = CollectConfig(total_steps=_STEPS.value, num_checkpoints=n_evals,
+    quiet_logs()
+    # 2x256 networks, as in the published SAC results we compare with (Haarnoja et al.).
+    config = CollectConfig(sac=SACConfig(), total_steps=_STEPS.value, num_checkpoints=n_evals,
                            checkpoint_groups=((n_evals,),), train_transitions=_EVAL_STEPS.value,
                            test_transitions_per_checkpoint=_EVAL_STEPS.value)
     seeds = list(range(_SEEDS.value))
+    prepare_run_dir(_WORKDIR.value, dict(task=task.name, env_id=task.env_id, seeds=seeds,
+                                         collect=to_dict(config)))
     collector = BehaviorCollector(config, [task] * len(seeds), seeds, _WORKDIR.value,
                                   member_names=[f"seed{s}" for s in seeds])
-    bar = tqdm(total=_STEPS.value, unit="step", desc=f"SAC {task.env_id} x{_MULT.value}")
+    bar = tqdm(total=_STEPS.value, unit="step", desc=f"SAC {task.env_id} x{_MULT.value}",
+               mininterval=5)
     collector.run(lambda n, info: (bar.update(n), bar.set_postfix(ret=f"{info['train_return']:.0f}")))
     bar.close()
     by_step = collections.defaultdict(dict)

@@ -35,6 +35,16 @@ class SACState:
     step: jax.Array  # () int32
 
 
+def td_target(rewards: jax.Array, terminals: jax.Array, next_q: jax.Array, next_log_prob: jax.Array,
+              alpha: jax.Array, gamma: float, backup_entropy: bool = True) -> jax.Array:
+    """Soft TD target, all (B,) except next_q (num_qs, B):
+    r + gamma * (1 - terminal) * (min_i Q_i(s', a') - alpha * log pi(a'|s'))."""
+    v = next_q.min(0)
+    if backup_entropy:
+        v = v - alpha * next_log_prob
+    return rewards + gamma * (1.0 - terminals) * v
+
+
 class SAC(NamedTuple):
     init: Callable[[jax.Array], SACState]
     update: Callable[[SACState, Transitions, jax.Array], tuple[SACState, dict]]
@@ -80,10 +90,9 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int) -> SAC:
 
     def critic_loss(critic_params, state: SACState, batch: Transitions, key):
         next_act, next_logp = policy(state.actor_params, batch.next_observations, key)
-        next_q = critic.apply(state.target_critic_params, batch.next_observations, next_act).min(0)
-        if config.backup_entropy:
-            next_q = next_q - jnp.exp(state.log_alpha) * next_logp
-        target = batch.rewards + config.gamma * (1.0 - batch.terminals) * next_q
+        next_q = critic.apply(state.target_critic_params, batch.next_observations, next_act)
+        target = td_target(batch.rewards, batch.terminals, next_q, next_logp,
+                           jnp.exp(state.log_alpha), config.gamma, config.backup_entropy)
         q = critic.apply(critic_params, batch.observations, batch.actions)  # (2, B)
         loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(1).sum()
         return loss, {"critic_loss": loss, "q": q.mean(), "target_q": target.mean()}
