@@ -100,6 +100,14 @@ def _batch(key, obs_dim, act_dim, lead=()):
                        jax.random.normal(k[2], shp + (obs_dim,)), jnp.zeros(shp), jnp.zeros(shp))
 
 
+def _setup(sac, n_tasks, obs_dim, act_dim):
+    """(state, update, batch) for one task (n_tasks=0) or n_tasks vmapped tasks."""
+    if not n_tasks:
+        return sac.init(jax.random.key(0)), sac.update, _batch(jax.random.key(2), obs_dim, act_dim)
+    state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), n_tasks))
+    return state, jax.vmap(sac.update), _batch(jax.random.key(2), obs_dim, act_dim, (n_tasks,))
+
+
 def _scanned(update, n_tasks):
     def run(state, batch, keys):
         def body(s, k):
@@ -121,13 +129,7 @@ def bench_sac(task_set) -> dict:
     out = {}
     rows = []
     for n_tasks in (0, 5):
-        if n_tasks:
-            state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), n_tasks))
-            update = jax.vmap(sac.update)
-            batch = _batch(jax.random.key(2), obs_dim, act_dim, (n_tasks,))
-        else:
-            state, update = sac.init(jax.random.key(0)), sac.update
-            batch = _batch(jax.random.key(2), obs_dim, act_dim)
+        state, update, batch = _setup(sac, n_tasks, obs_dim, act_dim)
         f = _scanned(update, n_tasks)
         t = time.perf_counter()
         compiled = f.lower(state, batch, keys).compile()
@@ -177,13 +179,7 @@ def bench_flops(task_set) -> None:
     peak = 2 * size**3 / timeit(lambda: jax.block_until_ready(dot(a, a)), repeats=5)
     rows.append((f"jnp.dot {size}x{size} f32 (practical peak)", f"{peak / 1e9:,.1f} GFLOP/s"))
     for n_tasks in (0, 5):
-        if n_tasks:
-            state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), n_tasks))
-            update = jax.vmap(sac.update)
-            batch = _batch(jax.random.key(2), obs_dim, act_dim, (n_tasks,))
-        else:
-            state, update = sac.init(jax.random.key(0)), sac.update
-            batch = _batch(jax.random.key(2), obs_dim, act_dim)
+        state, update, batch = _setup(sac, n_tasks, obs_dim, act_dim)
         single = jax.jit(update).lower(state, batch, keys[0] if not n_tasks else
                                        jax.random.split(keys[0], n_tasks)).compile()
         flops = _flops(single)

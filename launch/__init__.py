@@ -1,0 +1,1 @@
+"""Launchers that expand experiment grids into runs."""

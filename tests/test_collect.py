@@ -191,3 +191,13 @@ def test_collect_app_end_to_end_and_rerun_resumes(tmp_path):
     other = subprocess.run(cmd[:-2] + ["--preset=mini", f"--workdir={workdir}"],
                            capture_output=True, text=True, timeout=600)
     assert other.returncode != 0 and "different config" in other.stderr
+
+
+def test_launcher_expands_task_sets_and_names_unknown_ones():
+    from launch.collect_all import commands
+    cmds = commands(["hopper-gravity", "ant-damping"], "mini", "out")
+    assert [c[-3:] for c in cmds] == [
+        ["--task_set=hopper-gravity", "--preset=mini", "--workdir=out/mini/hopper-gravity"],
+        ["--task_set=ant-damping", "--preset=mini", "--workdir=out/mini/ant-damping"]]
+    with pytest.raises(ValueError, match="'hopper-wind'.*walker2d-gravity"):
+        commands(["hopper-wind"], "mini", "out")
