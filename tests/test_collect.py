@@ -104,7 +104,7 @@ def test_collection_resumes_after_a_kill_and_builds_group_datasets(tmp_path):
 
     collector = BehaviorCollector(TINY, tasks, [0, 1], workdir)
     with pytest.raises(Killed):
-        collector.run(kill_at(75))  # dies between checkpoints 2 (60 steps) and 3 (90)
+        collector.run(kill_at(75))  # dies mid-episode between checkpoints 2 (60 steps) and 3 (90)
     assert collector.train_ckpt.latest_step() == 2
     saved_actor = collector.policy_ckpt.restore(2, collector._fresh()[0].actor_params)[0]
 
@@ -118,6 +118,20 @@ def test_collection_resumes_after_a_kill_and_builds_group_datasets(tmp_path):
     rows = read_returns(workdir / "returns.csv")
     assert sorted((int(r["checkpoint"]), r["task"]) for r in rows) == sorted(
         (k, t.name) for k in range(1, 5) for t in tasks)  # one row each, none repeated
+
+    # The resumed run ends exactly where an uninterrupted one does.
+    straight = BehaviorCollector(TINY, tasks, [0, 1], tmp_path / "straight")
+    straight.run()
+    state_a, buffer_a, _, _ = collector._restore(4)
+    state_b, buffer_b, _, _ = straight._restore(4)
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, (state_a, buffer_a)),
+                 jax.tree.map(np.asarray, (state_b, buffer_b)))
+    for task in tasks:
+        for k in range(1, 5):
+            ra = np.load(workdir / "rollouts" / task.name / f"ckpt_{k:03d}.npz")
+            rb = np.load(tmp_path / "straight" / "rollouts" / task.name / f"ckpt_{k:03d}.npz")
+            for field in ("observations", "actions", "rewards"):
+                np.testing.assert_array_equal(ra[field], rb[field])
 
     root = tmp_path / "datasets"
     ids = build_datasets(workdir / "rollouts", root, task_set, TINY)

@@ -28,6 +28,7 @@ from reda_jax.checkpoint import Checkpointer
 from reda_jax.configs import CollectConfig
 from reda_jax.data import replay
 from reda_jax.data.rollout import collect_transitions
+from reda_jax.envs.snapshot import get_env_state, set_env_state
 from reda_jax.envs.tasks import TaskSpec, make_env
 from reda_jax.types import Transitions
 
@@ -135,16 +136,21 @@ class BehaviorCollector:
             self._collect_checkpoint(latest, state, meta, time.time())
         train_chunk = make_train_chunk(self.sac, cfg.sac.batch_size, cfg.update_every)
         insert_only = jax.jit(replay.insert, donate_argnums=0)
-        rng = np.random.default_rng([cfg.seed, start])
         env_steps = int(meta["env_steps"])
         recent = [list(r) for r in meta["recent_returns"]]
-        obs = np.stack([env.reset(seed=1000 * s + start)[0]
+        obs = np.stack([env.reset(seed=1000 * s)[0]
                         for env, s in zip(self.envs, self.seeds)]).astype(np.float32)
         running = np.zeros(len(self.members))
+        if "envs" in meta:  # continue the episodes in progress exactly
+            for env, snap in zip(self.envs, meta["envs"]):
+                set_env_state(env, snap)
+            obs = np.asarray(meta["obs"], np.float32)
+            running = np.asarray(meta["running_returns"], np.float64)
         m, n = len(self.members), cfg.update_every
         metrics = {}
         t0 = time.time()
         for k in range(start, cfg.num_checkpoints + 1):
+            rng = np.random.default_rng([cfg.seed, k])  # exploration noise of this segment
             for _ in range(self.steps_per_ckpt // n):
                 chunk = {f: np.zeros((m, n) + s, np.float32) for f, s in (
                     ("observations", (self.obs_dim,)), ("actions", (self.act_dim,)),
@@ -181,6 +187,8 @@ class BehaviorCollector:
                 if progress is not None:
                     progress(n, {"env_steps": env_steps, "train_return": _recent_mean(recent)})
             meta = {"env_steps": env_steps, "recent_returns": recent,
+                    "envs": [get_env_state(env) for env in self.envs], "obs": obs.tolist(),
+                    "running_returns": running.tolist(),
                     "alpha": np.asarray(metrics.get("alpha", np.full(m, np.nan))).tolist(),
                     "critic_loss": np.asarray(metrics.get("critic_loss", np.full(m, np.nan))).tolist()}
             self._save(k, state, buffer, key, meta)
