@@ -88,7 +88,7 @@ def test_prefix_ends_with_truncation():
         prefix(d, 6)
 
 
-def test_collection_resumes_after_a_kill_and_builds_group_datasets(tmp_path):
+def test_collection_resumes_after_a_kill_and_builds_group_datasets(tmp_path, monkeypatch):
     task_set = get_task_set("inverted-pendulum-gravity")
     tasks = task_set.all_tasks
     workdir = tmp_path / "collect"
@@ -149,6 +149,12 @@ def test_collection_resumes_after_a_kill_and_builds_group_datasets(tmp_path):
         arrays, meta = test[task.name]
         assert meta["checkpoints"] == [3] and len(arrays["rewards"]) == 15
         assert set(meta["checkpoint_returns"]) == {"3"}
+    # Minari users can rebuild the exact task from a dataset.
+    import minari
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    env = minari.load_dataset(ids[-1]).recover_environment()
+    assert env.unwrapped.model.opt.gravity[2] == pytest.approx(-9.81 * tasks[-1].multiplier)
+    assert env.action_space.high[0] == 1.0  # rescaled like make_env
     one = load_datasets(root, task_set, 1, "train", TINY)
     assert one[tasks[0].name][1]["checkpoints"] == [2]
     assert len(one[tasks[0].name][0]["rewards"]) == 60

@@ -18,7 +18,7 @@ import numpy as np
 
 from reda_jax.configs import CollectConfig
 from reda_jax.data import store
-from reda_jax.envs.tasks import TaskSet, TaskSpec
+from reda_jax.envs.tasks import TaskSet, TaskSpec, task_env_spec
 
 ARRAY_FIELDS = store.FIELDS
 
@@ -91,7 +91,7 @@ def build_datasets(rollout_dir: str | os.PathLike, root: str | os.PathLike, task
                     checkpoint_returns=returns, is_train_task=task in task_set.train_tasks,
                     collection_seed=config.seed, behavior_total_steps=config.total_steps,
                     num_behavior_checkpoints=config.num_checkpoints)
-                store.write_dataset(root, ds_id, data, meta)
+                store.write_dataset(root, ds_id, data, meta, env_spec=task_env_spec(task))
     return ids
 
 

@@ -12,7 +12,9 @@ from reda_jax.envs.tasks import (
     apply_task,
     get_task_set,
     make_env,
+    make_task_env,
     read_defaults,
+    task_env_spec,
 )
 from reda_jax.envs.termination import (
     TERMINATION_FNS,
@@ -39,6 +41,8 @@ __all__ = [
     "hopper_termination",
     "inverted_pendulum_termination",
     "make_env",
+    "make_task_env",
+    "task_env_spec",
     "read_defaults",
     "walker2d_termination",
 ]

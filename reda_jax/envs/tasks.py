@@ -284,3 +284,20 @@ def make_env(task: TaskSpec, **kwargs) -> TaskParameterWrapper:
         env = RescaleAction(env, np.full(space.shape, -1.0, space.dtype),
                             np.full(space.shape, 1.0, space.dtype))
     return TaskParameterWrapper(env, task)
+
+
+def make_task_env(env_id: str, parameter: str, multiplier: float, env_kwargs=(), **kwargs
+                  ) -> TaskParameterWrapper:
+    """Entry point for gymnasium / Minari: the same env as ``make_env(TaskSpec(...))``."""
+    return make_env(TaskSpec(env_id, parameter, multiplier, env_kwargs), **kwargs)
+
+
+def task_env_spec(task: TaskSpec) -> gymnasium.envs.registration.EnvSpec:
+    """An EnvSpec that rebuilds ``make_env(task)`` through ``gymnasium.make(spec)``, e.g. via
+    Minari's ``dataset.recover_environment()`` (the inner env keeps its own time limit)."""
+    return gymnasium.envs.registration.EnvSpec(
+        id=f"reda_jax/{task.env_id.split('-')[0]}-{task.parameter.replace('_', '')}-v0",
+        entry_point="reda_jax.envs.tasks:make_task_env",
+        kwargs=dict(env_id=task.env_id, parameter=task.parameter, multiplier=task.multiplier,
+                    env_kwargs=[list(kv) for kv in task.env_kwargs]),
+        max_episode_steps=None, disable_env_checker=True)
