@@ -81,6 +81,8 @@ class CollectConfig:
             bad = [k for k in group if not 1 <= k <= self.num_checkpoints]
             if bad:
                 raise ValueError(f"checkpoint group {group} has indices outside 1..{self.num_checkpoints}: {bad}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         for name in ("total_steps", "update_every", "train_transitions", "test_transitions_per_checkpoint"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

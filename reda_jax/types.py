@@ -53,3 +53,18 @@ class ContextBatch:
     prev_actions: jax.Array
     terminals: jax.Array
     mask: jax.Array
+
+
+def check_transitions(batch: Transitions, obs_dim: int, act_dim: int) -> None:
+    """Trace-time shape check of a batch (any leading dims L): observations and
+    next_observations (*L, obs_dim), actions (*L, act_dim), rewards / terminals /
+    truncations (*L,). Raises AssertionError naming the field and the shapes."""
+    import chex
+
+    lead = batch.rewards.shape
+    expected = dict(observations=lead + (obs_dim,), next_observations=lead + (obs_dim,),
+                    actions=lead + (act_dim,), rewards=lead, terminals=lead, truncations=lead)
+    for name, shape in expected.items():
+        actual = getattr(batch, name).shape
+        chex.assert_equal(actual, shape, custom_message=f"Transitions.{name} has shape "
+                          f"{actual}, expected {shape}")

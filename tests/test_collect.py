@@ -73,6 +73,8 @@ def test_bad_config_values_are_named():
         CollectConfig(total_steps=1001)
     with pytest.raises(ValueError, match="outside 1..50"):
         CollectConfig(checkpoint_groups=((0, 25),))
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        CollectConfig(seed=-1)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         collect_preset("huge")
 

@@ -108,3 +108,12 @@ def test_vmapped_update_equals_separate_updates():
                               jax.tree.map(lambda x: x[i], batch), ukeys[i])
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6),
                      joint, alone)
+
+
+def test_update_names_a_wrongly_shaped_batch():
+    sac = make_sac(SACConfig(hidden_dims=(8,)), 3, 2)
+    state = sac.init(jax.random.key(0))
+    bad = Transitions(jnp.zeros((4, 3)), jnp.zeros((4, 5)), jnp.zeros(4), jnp.zeros((4, 3)),
+                      jnp.zeros(4), jnp.zeros(4))
+    with pytest.raises(AssertionError, match=r"Transitions.actions has shape \(4, 5\), expected \(4, 2\)"):
+        sac.update(state, bad, jax.random.key(1))

@@ -20,7 +20,7 @@ import optax
 
 from reda_jax.configs import SACConfig
 from reda_jax.networks.policies import TanhGaussianActor, TwinCritic, sample_tanh_gaussian
-from reda_jax.types import Transitions
+from reda_jax.types import Transitions, check_transitions
 
 
 @flax.struct.dataclass
@@ -107,6 +107,8 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int) -> SAC:
         return log_alpha * (entropy - target_entropy)
 
     def update(state: SACState, batch: Transitions, key: jax.Array) -> tuple[SACState, dict]:
+        """One gradient step on a batch of (B, ...) transitions."""
+        check_transitions(batch, obs_dim, act_dim)
         k_critic, k_actor = jax.random.split(key)
         grads, c_info = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, k_critic)
         updates, critic_opt_state = critic_opt.update(grads, state.critic_opt_state)
