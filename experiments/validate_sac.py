@@ -4,7 +4,10 @@ Shows that our SAC is a real SAC: returns of the deterministic policy every
 `--eval_every` steps are written to <workdir>/returns.csv and printed as a table.
 
   python -m experiments.validate_sac --task_set=hopper-gravity --multiplier=1.0 \
-      --steps=100000 --num_seeds=2 --workdir=runs/validate_sac/hopper
+      --steps=100000 --num_seeds=4 --workdir=runs/validate_sac/hopper
+  python -m experiments.validate_sac --hparams=spinningup --num_seeds=2 --workdir=...
+
+An alpha_lr of 0 keeps the temperature fixed at init_temperature.
 """
 from __future__ import annotations
 
@@ -25,6 +28,17 @@ _EVAL_EVERY = flags.DEFINE_integer("eval_every", 5_000, "Steps between evaluatio
 _EVAL_STEPS = flags.DEFINE_integer("eval_steps", 5_000, "Deterministic-policy steps per evaluation.")
 _SEEDS = flags.DEFINE_integer("num_seeds", 2, "Seeds, vmapped.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/validate_sac", "Output directory (resumable).")
+_HPARAMS = flags.DEFINE_enum(
+    "hparams", "ours", ["ours", "spinningup"],
+    "ours: the behavior-policy SAC (Adam 3e-4, batch 256, learned temperature from 1.0); "
+    "spinningup: the settings of OpenAI Spinning Up's SAC benchmark (Adam 1e-3, batch 100, "
+    "fixed temperature 0.2), to compare with its published Hopper curve.")
+
+HPARAMS = {
+    "ours": SACConfig(),
+    "spinningup": SACConfig(actor_lr=1e-3, critic_lr=1e-3, alpha_lr=0.0, init_temperature=0.2,
+                            batch_size=100),
+}
 
 
 def main(_):
@@ -33,8 +47,8 @@ def main(_):
     task = get_task_set(_TASK_SET.value).task(_MULT.value)
     n_evals = _STEPS.value // _EVAL_EVERY.value
     quiet_logs()
-    # 2x256 networks, as in the published SAC results we compare with (Haarnoja et al.).
-    config = CollectConfig(sac=SACConfig(), total_steps=_STEPS.value, num_checkpoints=n_evals,
+    # 2x256 networks, as in the published SAC results we compare with.
+    config = CollectConfig(sac=HPARAMS[_HPARAMS.value], total_steps=_STEPS.value, num_checkpoints=n_evals,
                            checkpoint_groups=((n_evals,),), train_transitions=_EVAL_STEPS.value,
                            test_transitions_per_checkpoint=_EVAL_STEPS.value)
     seeds = list(range(_SEEDS.value))

@@ -20,7 +20,7 @@ class SACConfig:
     critic_lr: float = 3e-4
     """Adam learning rate of the twin critics."""
     alpha_lr: float = 3e-4
-    """Adam learning rate of log(temperature)."""
+    """Adam learning rate of log(temperature); 0 keeps the temperature fixed."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
