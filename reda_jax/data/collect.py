@@ -13,7 +13,6 @@ checkpoint. `build_datasets` then cuts them into the train / test datasets of ea
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from pathlib import Path
@@ -252,14 +251,3 @@ def _append_csv(path: Path, rows: list[dict]) -> None:
 def read_returns(path: str | os.PathLike) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
-
-
-def load_rollout(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
-def save_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
