@@ -101,6 +101,15 @@ def test_numpy_metadata_and_casting(tmp_path):
     assert m["multiplier"] == 1.5 and m["checkpoints"] == [5, 25, 45]
 
 
+def test_relative_root(tmp_path, monkeypatch):
+    """A root given relative to the working directory works for writing and both loaders."""
+    monkeypatch.chdir(tmp_path)
+    arrays = make_arrays()
+    store.write_dataset("rel/datasets", DS_ID, arrays, META)
+    assert_arrays_equal(store.load_dataset("rel/datasets", DS_ID)[0], arrays)
+    assert_arrays_equal(store.load_dataset_minari("rel/datasets", DS_ID)[0], arrays)
+
+
 # ----------------------------------------------------------------------- validation
 
 def corrupt_cache(root, change):

@@ -91,8 +91,9 @@ def _check_id(ds_id: str) -> None:
 
 
 def dataset_path(root: str | Path, ds_id: str) -> Path:
-    """Directory of a dataset: ``<root>/<dataset_id>``."""
-    return Path(root) / ds_id
+    """Directory of a dataset: ``<root>/<dataset_id>``, absolute (Minari mishandles
+    relative data paths)."""
+    return Path(root).absolute() / ds_id
 
 
 # --------------------------------------------------------------------------- validation
@@ -279,7 +280,7 @@ def write_dataset(root: str | Path, dataset_id: str, transitions: Mapping[str, n
     no dataset (loads say "not found"); the next write removes the stale copies.
     """
     _check_id(dataset_id)
-    root = Path(root)
+    root = Path(root).absolute()
     final = dataset_path(root, dataset_id)
     arrays = {k: np.ascontiguousarray(transitions[k],
                                       np.float32 if k in FLOAT_FIELDS else np.bool_)
