@@ -94,8 +94,7 @@ class BehaviorCollector:
 
     # ----- state -------------------------------------------------------------------------
     def _fresh(self):
-        keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in self.seeds])
-        init_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), 0))(keys)
+        init_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 0) for s in self.seeds])
         state = jax.vmap(self.sac.init)(init_keys)
         buffer = replay.init_replay(len(self.members), self.config.total_steps,
                                     self.obs_dim, self.act_dim)
