@@ -28,6 +28,7 @@ from absl import app, flags
 
 from reda_jax.algos.sac import make_sac
 from reda_jax.configs import SACConfig
+from reda_jax.data.collect import make_batched_act
 from reda_jax.envs.tasks import get_task_set, make_env
 from reda_jax.types import Transitions
 
@@ -206,16 +207,16 @@ def bench_acting(task_set) -> None:
     sac = make_sac(SACConfig(), task_set.obs_dim, task_set.act_dim)
     m = len(task_set.all_tasks)
     params = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), m)).actor_params
-    act = jax.jit(jax.vmap(sac.act, in_axes=(0, 0, 0, None)), static_argnums=3)
+    act = jax.jit(make_batched_act(sac), static_argnums=3)
     envs = [make_env(t) for t in task_set.all_tasks]
     obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)]).astype(np.float32)
     key = jax.random.key(0)
     steps = _ENV_STEPS.value // m
-    act(params, jnp.asarray(obs), jax.random.split(key, m), False)
+    act(params, obs, key, False)
     t = time.perf_counter()
     for _ in range(steps):
-        key, sub = jax.random.split(key)
-        a = np.asarray(act(params, jnp.asarray(obs), jax.random.split(sub, m), False))
+        a, key = act(params, obs, key, False)
+        a = np.asarray(a)
         for i, e in enumerate(envs):
             o, _, term, trunc, _ = e.step(a[i])
             obs[i] = e.reset()[0] if term or trunc else o

@@ -1,5 +1,4 @@
 """Behavior collection: time limits, replay buffer, checkpoint groups, datasets, resume."""
-import dataclasses
 import subprocess
 import sys
 

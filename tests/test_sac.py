@@ -1,5 +1,4 @@
 """SAC: the pieces against hand-computed values, and learning on problems with known answers."""
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -59,6 +59,20 @@ def make_train_chunk(sac: SAC, batch_size: int, num_updates: int):
     return jax.jit(train_chunk, donate_argnums=(0, 1))
 
 
+def make_batched_act(sac: SAC):
+    """(actor_params (M, ...), obs (M, ds), key, deterministic) -> (actions (M, da), next key).
+
+    One jitted call per environment step: the key is split and advanced on the device."""
+
+    def act(actor_params, obs, key, deterministic: bool):
+        key, sub = jax.random.split(key)
+        keys = jax.random.split(sub, obs.shape[0])
+        actions = jax.vmap(sac.act, in_axes=(0, 0, 0, None))(actor_params, obs, keys, deterministic)
+        return actions, key
+
+    return act
+
+
 def _atomic_savez(path: Path, **arrays) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
@@ -87,7 +101,7 @@ class BehaviorCollector:
         self.obs_dim = self.envs[0].observation_space.shape[0]
         self.act_dim = self.envs[0].action_space.shape[0]
         self.sac = make_sac(config.sac, self.obs_dim, self.act_dim)
-        self._act = jax.jit(jax.vmap(self.sac.act, in_axes=(0, 0, 0, None)), static_argnums=3)
+        self._act = jax.jit(make_batched_act(self.sac), static_argnums=3)
         self.steps_per_ckpt = config.total_steps // config.num_checkpoints
         self.train_ckpt = Checkpointer(self.workdir / "checkpoints" / "train", max_to_keep=1)
         self.policy_ckpt = Checkpointer(self.workdir / "checkpoints" / "policies", max_to_keep=None)
@@ -158,9 +172,8 @@ class BehaviorCollector:
                     if env_steps < cfg.random_steps:
                         actions = rng.uniform(-1.0, 1.0, (m, self.act_dim)).astype(np.float32)
                     else:
-                        key, sub = jax.random.split(key)
-                        actions = np.asarray(self._act(state.actor_params, jnp.asarray(obs),
-                                                       jax.random.split(sub, m), False))
+                        actions, key = self._act(state.actor_params, obs, key, False)
+                        actions = np.asarray(actions)
                     for i, env in enumerate(self.envs):
                         next_obs, reward, terminated, truncated, _ = env.step(actions[i])
                         chunk["observations"][i, j] = obs[i]
@@ -201,11 +214,10 @@ class BehaviorCollector:
             return
         n = self.config.transitions_per_checkpoint()[k]
         params = state.actor_params
-        act = self._act
-        dummy = jax.random.split(jax.random.key(0), len(self.members))
+        act, key = self._act, jax.random.key(0)  # the key is unused by the deterministic policy
 
         def policy(obs):
-            return np.asarray(act(params, jnp.asarray(obs), dummy, True))
+            return np.asarray(act(params, obs, key, True)[0])
 
         data, returns = collect_transitions(policy, self.data_envs, n,
                                             seed=10_000 * (self.config.seed + 1) + 100 * k)
