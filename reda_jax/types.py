@@ -5,6 +5,7 @@ ds = observation dim, da = action dim, T = tasks (a leading axis when vmapped).
 """
 from __future__ import annotations
 
+import chex
 import flax.struct
 import jax
 
@@ -59,8 +60,6 @@ def check_transitions(batch: Transitions, obs_dim: int, act_dim: int) -> None:
     """Trace-time shape check of a batch (any leading dims L): observations and
     next_observations (*L, obs_dim), actions (*L, act_dim), rewards / terminals /
     truncations (*L,). Raises AssertionError naming the field and the shapes."""
-    import chex
-
     lead = batch.rewards.shape
     expected = dict(observations=lead + (obs_dim,), next_observations=lead + (obs_dim,),
                     actions=lead + (act_dim,), rewards=lead, terminals=lead, truncations=lead)

@@ -20,9 +20,6 @@ from reda_jax.configs import CollectConfig
 from reda_jax.data import store
 from reda_jax.envs.tasks import TaskSet, TaskSpec, task_env_spec
 
-ARRAY_FIELDS = store.FIELDS
-
-
 def group_name(group: Sequence[int]) -> str:
     """'ckpt1', 'ckpt3', 'ckpt5': groups are named by their number of checkpoints."""
     return f"ckpt{len(group)}"
@@ -41,14 +38,14 @@ def prefix(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     total = len(arrays["rewards"])
     if n > total:
         raise ValueError(f"asked for {n} transitions but the rollout has only {total}")
-    out = {k: np.array(arrays[k][:n]) for k in ARRAY_FIELDS}
+    out = {k: np.array(arrays[k][:n]) for k in store.FIELDS}
     if not out["terminals"][-1]:
         out["truncations"][-1] = True
     return out
 
 
 def concat(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([p[k] for p in parts]) for k in ARRAY_FIELDS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in store.FIELDS}
 
 
 def build_datasets(rollout_dir: str | os.PathLike, root: str | os.PathLike, task_set: TaskSet,
