@@ -98,6 +98,194 @@ class CollectConfig:
         return need
 
 
+@dataclasses.dataclass(frozen=True)
+class DynamicsConfig:
+    """Stage 1: per-task Gaussian ensembles on the state change, one shared reward model
+    (paper Section 3.2, Eq. 4, Appendix B.5)."""
+
+    num_models: int = 3
+    """Ensemble members per training task (paper B.5: 3; `--num_models`)."""
+    hidden_dims: tuple[int, ...] = (200, 200, 200)
+    """Hidden widths of each member, swish activations (paper B.5: 3x200)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (paper B.5: 1e-3)."""
+    weight_decay: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 1e-4)
+    """Decoupled weight decay per layer, hidden layers then output layer (reference code /
+    MOPO; the paper only says "similar to MOPO"). Its length must be len(hidden_dims) + 1."""
+    batch_size: int = 2048
+    """Transitions per gradient step and member (paper B.5: 2048)."""
+    holdout_fraction: float = 0.1
+    """Share of each task's transitions held out for early stopping (reference: 10%)."""
+    max_holdout: int = 1000
+    """Upper bound on the holdout size per task (reference code: 1000)."""
+    max_epochs: int = 200
+    """Upper bound on training epochs (reference code: 200)."""
+    patience: int = 10
+    """Stop after this many epochs in which no member improved its holdout loss
+    (reference code: 10)."""
+    improvement_threshold: float = 0.01
+    """A member improves when its holdout loss falls below (1 - threshold) x its best so
+    far (MOPO's relative 1% test; the reference code's test never fires, see fidelity)."""
+    init_max_log_std: float = 0.25
+    """Initial learned upper bound of the log standard deviation (reference code: 0.25)."""
+    init_min_log_std: float = -5.0
+    """Initial learned lower bound of the log standard deviation (reference code: -5)."""
+    log_std_bound_coef: float = 0.01
+    """Weight of the penalty (max_bound - min_bound) that keeps the learned log-std bounds
+    tight (MBPO/MOPO: 0.01; the reference code does not apply it)."""
+    reward_hidden_dims: tuple[int, ...] = (200, 200, 200)
+    """Hidden widths of the shared reward model (paper: "learned in a similar supervised
+    way"; same shape as a dynamics member)."""
+
+    def __post_init__(self):
+        if len(self.weight_decay) != len(self.hidden_dims) + 1:
+            raise ValueError(f"weight_decay needs {len(self.hidden_dims) + 1} values "
+                             f"(hidden layers + output), got {len(self.weight_decay)}")
+        if self.num_models < 1:
+            raise ValueError(f"num_models must be >= 1, got {self.num_models}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """The context encoder phi(z | x) (paper Section 3.3, Appendix B.5)."""
+
+    window: int = 3
+    """K: context tokens per window (paper: silent; reference code: 3). A token is
+    (s_t, a_{t-1}), the reference code's context element."""
+    embed_dim: int = 64
+    """Transformer embedding width (paper B.5: 64)."""
+    num_layers: int = 1
+    """Attention layers (paper B.5: 1)."""
+    num_heads: int = 1
+    """Attention heads (paper B.5: 1)."""
+    ff_dim: int = 256
+    """Hidden width of the feed-forward block (paper: silent; reference: PyTorch's 2048)."""
+    z_dim: int = 8
+    """Task representation size (paper B.5: 8)."""
+    positional_encoding: str = "learned"
+    """'learned' (one vector per window position) or 'none' (reference code: none)."""
+    dropout: float = 0.0
+    """Dropout rate in training (reference code: 0.1, and never switched off)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (paper B.5: 3e-4)."""
+    batch_size: int = 256
+    """Context windows per task and update (paper B.5: 256)."""
+    temperature: float = 1.0
+    """Divides the inner-product scores of InfoNCE (paper Eq. 2: 1, a plain inner product)."""
+
+    def __post_init__(self):
+        if self.positional_encoding not in ("learned", "none"):
+            raise ValueError(f"positional_encoding must be 'learned' or 'none', got "
+                             f"{self.positional_encoding!r}")
+        if self.window < 1 or self.z_dim < 1:
+            raise ValueError("window and z_dim must be >= 1")
+
+
+AUGMENTATIONS = ("adversarial", "random", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class RepresentationConfig:
+    """Stage 2: adversarial data augmentation and contrastive encoder training
+    (paper Algorithm 1 lines 5-16, Eq. 5-7)."""
+
+    augmentation: str = "adversarial"
+    """'adversarial' (ReDA), 'random' (w/o adv: uniform random rollout policy) or 'none'
+    (w/o model: the encoder learns from real windows only)."""
+    num_epochs: int = 1000
+    """K_c: alternations of rollout, adversary update and encoder update (paper B.5:
+    1000 epochs; reference code: 150)."""
+    encoder_updates: int = 1000
+    """Encoder gradient steps per epoch (paper B.5: 1000 steps per epoch)."""
+    adversary_updates: int = 250
+    """Adversary SAC steps per epoch (reference code: 250 per adversary round)."""
+    rollout_batch: int = 2000
+    """Branch rollouts per task model per epoch (paper B.5: 2000 per model)."""
+    horizon: int = 3
+    """Rollout length h (reference code: 3, its context length; paper: silent)."""
+    lambda1: float = 1.0
+    """Weight of the uncertainty penalty u(s, a) in Eq. 6 (paper: 1; w/o UP: 0)."""
+    lambda2: float = 1.0
+    """Weight of the learned task reward in Eq. 6 (paper: 1; w/o TC: 0)."""
+    real_fraction: float = 0.5
+    """Share of real (vs model-generated) windows in each encoder batch (reference: 1:1)."""
+    buffer_epochs: int = 40
+    """Model rollouts kept per task = buffer_epochs x rollout_batch (reference: 250k
+    windows, ~41 epochs of rollouts)."""
+    adversary: SACConfig = SACConfig()
+    """The adversarial policy pi_a(a|s): SAC, 2x256, shared by all tasks (paper: the same
+    MLP as the meta-policy without z)."""
+
+    def __post_init__(self):
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got "
+                             f"{self.augmentation!r}")
+        if not 0.0 <= self.real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaPolicyConfig:
+    """Stage 3: the meta-policy pi(a|s,z), SAC with a behavior-cloning term
+    (paper Section 3.3, B.5)."""
+
+    sac: SACConfig = SACConfig()
+    """Actor and twin critics on (s, z) and (s, a, z), 2x256 (paper B.5)."""
+    q_weight: float = 2.5
+    """TD3+BC's alpha: the actor's Q term is q_weight * Q / mean|Q| (TD3+BC: 2.5)."""
+    bc_weight: float = 1.0
+    """Weight of the behavior-cloning squared error (reference code: 1.0)."""
+    num_epochs: int = 1000
+    """Epochs (paper B.5: 1000)."""
+    updates_per_epoch: int = 1000
+    """Gradient steps per epoch (paper B.5: 1000)."""
+    eval_every: int = 50
+    """Evaluate both protocols every this many epochs (and after the last)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation in the real simulator (paper Section 5.2)."""
+
+    num_episodes: int = 5
+    """Deterministic episodes per task, protocol and seed (reference code: 5)."""
+    max_steps: int | None = None
+    """Cut episodes after this many steps; None = the environment's time limit."""
+    seed: int = 12345
+    """Seed of the evaluation environments and of the off-policy context draws."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A whole ReDA run (or ablation) on one task set and checkpoint group."""
+
+    task_set: str = "hopper-gravity"
+    """Task set name (reda_jax.envs.TASK_SETS)."""
+    num_checkpoints: int = 1
+    """Training data from 1, 3 or 5 behavior checkpoints (paper: 1 / 3 / 5)."""
+    algo: str = "reda"
+    """Method (issue 4 adds the baselines)."""
+    num_seeds: int = 5
+    """Independent seeds, a vmapped leading axis of every learner (paper: 5)."""
+    seed: int = 0
+    """Base seed; seed s of the run uses key fold_in(key(seed), s)."""
+    dynamics: DynamicsConfig = DynamicsConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    representation: RepresentationConfig = RepresentationConfig()
+    meta: MetaPolicyConfig = MetaPolicyConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def __post_init__(self):
+        if self.num_seeds < 1:
+            raise ValueError(f"num_seeds must be >= 1, got {self.num_seeds}")
+        if self.num_checkpoints not in (1, 3, 5):
+            raise ValueError(f"num_checkpoints must be 1, 3 or 5, got {self.num_checkpoints}")
+
+
 PRESETS = ("smoke", "mini", "paper")
 
 
