@@ -278,6 +278,10 @@ class TrainConfig:
     representation: RepresentationConfig = RepresentationConfig()
     meta: MetaPolicyConfig = MetaPolicyConfig()
     eval: EvalConfig = EvalConfig()
+    data_preset: str = "paper"
+    """Which collection preset's datasets to train on (runs/data/<data_preset>/<task_set>)."""
+    checkpoint_interval_s: float = 120.0
+    """Seconds between checkpoints within a stage (a stage's end is always saved)."""
 
     def __post_init__(self):
         if self.num_seeds < 1:
@@ -314,6 +318,38 @@ def collect_preset(name: str, task_set: str | None = None) -> CollectConfig:
             num_checkpoints=10, checkpoint_groups=((5,), (2, 5, 9), (1, 2, 5, 8, 9)),
             train_transitions=300, test_transitions_per_checkpoint=40)
     raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+
+
+def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> TrainConfig:
+    """The training config of a preset; `overrides` replace top-level TrainConfig fields."""
+    if name == "paper":
+        config = TrainConfig(task_set=task_set, data_preset="paper")
+    elif name == "mini":
+        # Sized from experiments/benchmark.py on a 2-core CPU (docs/benchmarks.md).
+        config = TrainConfig(
+            task_set=task_set, num_seeds=3, data_preset="mini",
+            dynamics=DynamicsConfig(max_epochs=40, patience=5),
+            representation=RepresentationConfig(
+                num_epochs=20, encoder_updates=250, adversary_updates=100, rollout_batch=500,
+                buffer_epochs=10),
+            meta=MetaPolicyConfig(num_epochs=20, updates_per_epoch=1000, eval_every=10),
+            eval=EvalConfig(num_episodes=3))
+    elif name == "smoke":
+        small = SACConfig(hidden_dims=(64, 64), batch_size=64)
+        config = TrainConfig(
+            task_set=task_set, num_seeds=2, data_preset="smoke", checkpoint_interval_s=0.0,
+            dynamics=DynamicsConfig(hidden_dims=(64, 64), weight_decay=(2.5e-5, 5e-5, 1e-4),
+                                    reward_hidden_dims=(64, 64), batch_size=256,
+                                    max_epochs=3, patience=2),
+            encoder=EncoderConfig(ff_dim=64, batch_size=32),
+            representation=RepresentationConfig(
+                num_epochs=2, encoder_updates=10, adversary_updates=10, rollout_batch=64,
+                buffer_epochs=2, adversary=small),
+            meta=MetaPolicyConfig(sac=small, num_epochs=2, updates_per_epoch=20, eval_every=1),
+            eval=EvalConfig(num_episodes=1, max_steps=50))
+    else:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return dataclasses.replace(config, **overrides)
 
 
 def to_dict(config: Any) -> dict:

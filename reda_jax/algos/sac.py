@@ -5,6 +5,10 @@
   update(state, batch: Transitions, key) -> (SACState, metrics)
   act(actor_params, obs (..., obs_dim), key, deterministic) -> actions (..., act_dim)
 The observation may be any feature vector (e.g. [state, z] for a task-conditioned policy).
+With `q_weight` set, the actor is offline (SAC+BC, paper Section 3.3): its loss is
+  alpha * log pi(a~|s) - q_weight * Q(s, a~) / mean|Q| + bc_weight * sum_dims (a~ - a_data)^2
+averaged over the batch, with mean|Q| taken over the batch and held constant (TD3+BC's
+normalisation, Fujimoto & Gu 2021).
 Update order: critics (twin, clipped double-Q, entropy backup), actor (on the new critics),
 temperature (target entropy -|A| by default), then Polyak averaging of the target critics.
 Bootstrapping is cut by `terminals` only: a time-limit truncation bootstraps.
@@ -53,7 +57,25 @@ class SAC(NamedTuple):
     critic: TwinCritic
 
 
-def make_sac(config: SACConfig, obs_dim: int, act_dim: int) -> SAC:
+def actor_objective(log_prob: jax.Array, q: jax.Array, alpha: jax.Array,
+                    q_weight: float | None = None, bc_weight: float = 0.0,
+                    actions: jax.Array | None = None, data_actions: jax.Array | None = None
+                    ) -> jax.Array:
+    """The actor's loss from (B,) log pi(a~|s) and (B,) min-Q at the sampled actions a~ (B, da).
+
+    q_weight None: SAC's mean(alpha * log pi - Q). Otherwise SAC+BC with TD3+BC scaling:
+    mean(alpha * log pi - q_weight * Q / stop_grad(mean|Q|) + bc_weight * |a~ - a_data|^2).
+    """
+    if q_weight is None:
+        return (alpha * log_prob - q).mean()
+    scale = q_weight / jax.lax.stop_gradient(jnp.abs(q).mean() + 1e-6)
+    bc = ((actions - data_actions) ** 2).sum(-1)
+    return (alpha * log_prob - scale * q + bc_weight * bc).mean()
+
+
+def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | None = None,
+             bc_weight: float = 0.0) -> SAC:
+    """SAC (q_weight None) or offline SAC+BC (q_weight, bc_weight; see the module doc)."""
     actor = TanhGaussianActor(config.hidden_dims, act_dim, config.log_std_min, config.log_std_max)
     critic = TwinCritic(config.hidden_dims)
     actor_opt = optax.adam(config.actor_lr)
@@ -100,8 +122,11 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int) -> SAC:
     def actor_loss(actor_params, critic_params, log_alpha, batch: Transitions, key):
         a, logp = policy(actor_params, batch.observations, key)
         q = critic.apply(critic_params, batch.observations, a).min(0)
-        loss = (jnp.exp(log_alpha) * logp - q).mean()
-        return loss, {"actor_loss": loss, "entropy": -logp.mean()}
+        loss = actor_objective(logp, q, jnp.exp(log_alpha), q_weight, bc_weight, a, batch.actions)
+        info = {"actor_loss": loss, "entropy": -logp.mean()}
+        if q_weight is not None:
+            info["bc_mse"] = ((a - batch.actions) ** 2).sum(-1).mean()
+        return loss, info
 
     def alpha_loss(log_alpha, entropy):
         return log_alpha * (entropy - target_entropy)
