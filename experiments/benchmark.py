@@ -11,15 +11,22 @@ Sections:
   acting   the collection loop without updates: batched policy call + host simulators
   collect  wall time of a `mini` collection (read from --collect_workdir's returns.csv,
            or measured by running it with --run_collect)
+  reda     each ReDA stage's epoch (mini preset sizes, synthetic data): seed-updates/s for
+           1 and 5 vmapped seeds, FLOP rate vs the jnp.dot peak, compile time; evaluation
+           env steps/s vs the bare simulator; peak memory; finished mini runs' wall time
 Targets (see the README): wrappers >= 90% of bare; SAC >= 50% of the jnp.dot rate;
 5 vmapped tasks >= 0.95x one task's per-task throughput; scan faster than the loop.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import glob
+import json
 import os
 import time
 
+import gymnasium
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
@@ -32,7 +39,7 @@ from reda_jax.data.collect import make_batched_act
 from reda_jax.envs.tasks import get_task_set, make_env
 from reda_jax.types import Transitions
 
-_SECTIONS = flags.DEFINE_list("sections", ["env", "sac", "flops", "acting", "collect"],
+_SECTIONS = flags.DEFINE_list("sections", ["env", "sac", "flops", "acting", "collect", "reda"],
                               "Which sections to run.")
 _TASK_SET = flags.DEFINE_string("task_set", "hopper-gravity", "Task set for env/acting/SAC dims.")
 _ENV_STEPS = flags.DEFINE_integer("env_steps", 20_000, "Steps per env measurement.")
@@ -245,12 +252,124 @@ def bench_collect() -> None:
                                               "(from returns.csv; excludes dataset writing)")])
 
 
+def _synthetic_data(task_set, n: int, seed: int = 0) -> dict:
+    """Random transitions of the task set's shapes (timing does not depend on values)."""
+    rng = np.random.default_rng(seed)
+    ds, da = task_set.obs_dim, task_set.act_dim
+    obs = rng.normal(size=(n, ds)).astype(np.float32)
+    obs[:, 0] = 1.25  # Hopper: healthy height, so rollouts stay alive
+    obs[:, 1] = 0.0
+    done = np.zeros(n, np.float32)
+    done[999::1000] = 1.0
+    return dict(observations=obs, actions=rng.uniform(-1, 1, (n, da)).astype(np.float32),
+                rewards=rng.normal(size=n).astype(np.float32),
+                next_observations=obs + 0.01 * rng.normal(size=(n, ds)).astype(np.float32),
+                terminals=np.zeros(n, np.float32), truncations=done)
+
+
+def bench_reda(task_set) -> None:
+    """Per-stage throughput of the mini preset's epoch functions for 1 and 5 vmapped seeds,
+    their FLOP rate against the practical peak, compile times, evaluation vs the bare
+    simulator, peak memory, and a finished mini run's wall time."""
+    import resource
+    import tempfile
+
+    from reda_jax.configs import train_preset
+    from reda_jax.eval import protocols
+    from reda_jax.train import Trainer, epoch_keys, make_train_data, seed_keys
+
+    print("[reda] stage epochs of the mini preset (synthetic data of the task set's shapes)")
+    size = 2048
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    dot = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
+    jax.block_until_ready(dot(a, a))
+    peak = 2 * size**3 / timeit(lambda: jax.block_until_ready(dot(a, a)), repeats=5)
+    rows = [(f"jnp.dot {size}x{size} f32 (practical peak)", f"{peak / 1e9:,.1f} GFLOP/s")]
+    names = [t.name for t in task_set.train_tasks]
+    train = {n: _synthetic_data(task_set, 50_000, i) for i, n in enumerate(names)}
+    test = {t.name: _synthetic_data(task_set, 5_000, 10 + i) for i, t in enumerate(task_set.all_tasks)}
+    data = make_train_data(task_set, train, test)
+    compile_total = {}
+    for seeds in (1, 5):
+        base = train_preset("mini", task_set.name, num_seeds=seeds)
+        # Short epochs: the per-update cost is what is measured.
+        config = dataclasses.replace(
+            base, representation=dataclasses.replace(base.representation, encoder_updates=50,
+                                                     adversary_updates=50),
+            meta=dataclasses.replace(base.meta, updates_per_epoch=100))
+        with tempfile.TemporaryDirectory() as tmp:
+            tr = Trainer(config, data, tmp, show_progress=False)
+            r = tr.reda
+            k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
+            models = jax.jit(jax.vmap(r.init_models, in_axes=(0, None)))(k1, tr.dyn_data)
+            rep = jax.jit(jax.vmap(r.init_representation))(k2)
+            meta = jax.jit(jax.vmap(r.init_meta))(k3)
+            stages = [
+                ("dynamics epoch", tr._dyn_epoch, lambda s: (s, tr.dyn_data, epoch_keys(k1, 1)), models,
+                 tr.reda_steps["dynamics"]),
+                ("representation epoch", tr._rep_epoch,
+                 lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None),
+                ("meta-policy epoch", tr._meta_epoch,
+                 lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
+                 config.meta.updates_per_epoch),
+            ]
+            for label, fn, args, state, updates in stages:
+                t = time.perf_counter()
+                compiled = fn.lower(*args(state)).compile()
+                t_compile = time.perf_counter() - t
+                compile_total[label] = compile_total.get(label, 0.0) + t_compile
+                flops = _flops(compiled)
+                state = jax.tree.map(jnp.copy, state)
+                out = compiled(*args(state))
+                jax.block_until_ready(out)
+                state = out[0]
+                best = float("inf")
+                for _ in range(2):
+                    t = time.perf_counter()
+                    out = compiled(*args(state))
+                    jax.block_until_ready(out)
+                    state = out[0]
+                    best = min(best, time.perf_counter() - t)
+                rate = flops / best
+                if label.startswith("dynamics"):
+                    models = state
+                elif label.startswith("representation"):
+                    rep = state
+                what = (f"{updates * seeds / best:,.0f} seed-updates/s, " if updates else "")
+                rows.append((f"{label}, {seeds} seed(s)",
+                             f"{best:.2f} s/epoch, {what}{rate / 1e9:,.1f} GFLOP/s = "
+                             f"{rate / peak:.0%} of peak; compile {t_compile:.1f} s"))
+            # Evaluation: 5 tasks x 3 episodes per seed, one batched policy call per step.
+            params = (meta.sac.actor_params, rep.encoder.params)
+            act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
+            res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
+                                     config.encoder.window, "on_policy", 3, 0, max_steps=200)
+            rows.append((f"evaluation, {seeds} seed(s) x 5 tasks x 3 episodes",
+                         f"{res.env_steps / res.wall_time_s:,.0f} env steps/s"))
+    env = gymnasium.make(task_set.all_tasks[0].env_id)
+    env.reset(seed=0)
+    n, t = 5000, time.perf_counter()
+    for _ in range(n):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    rows.append(("bare gymnasium simulator", f"{n / (time.perf_counter() - t):,.0f} steps/s"))
+    rows.append(("compile, all stages, 1 + 5 seeds", f"{sum(compile_total.values()):.1f} s"))
+    rows.append(("peak host memory (max RSS)",
+                 f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"))
+    for path in sorted(glob.glob(f"runs/{task_set.name}/*/mini-*/results.json")):
+        res = json.load(open(path))
+        total = sum(v for k, v in res["timing_s"].items() if k != "total_this_process")
+        rows.append((f"mini run {path}", f"{total:,.0f} s ({res['num_seeds']} seeds)"))
+    report(rows)
+
+
 def main(_):
     task_set = get_task_set(_TASK_SET.value)
     print(f"devices: {jax.devices()}; backend {jax.default_backend()}")
     sections = {"env": lambda: bench_env(task_set), "sac": lambda: bench_sac(task_set),
                 "flops": lambda: bench_flops(task_set), "acting": lambda: bench_acting(task_set),
-                "collect": bench_collect}
+                "collect": bench_collect, "reda": lambda: bench_reda(task_set)}
     for name in _SECTIONS.value:
         if name not in sections:
             raise app.UsageError(f"unknown section {name!r}; valid: {', '.join(sections)}")

@@ -91,13 +91,13 @@ def prefix_windows(tokens: jax.Array, valid: jax.Array, window: int
 
 
 def adversarial_reward(scores: jax.Array) -> jax.Array:
-    """r_adv_t from the true task's InfoNCE scores R(z_t), scores (R, h+1) -> (R, h).
+    """r_adv_t from the true task's InfoNCE scores R(z_t), scores (..., h+1) -> (..., h).
 
     Eq. 5 writes R(z_{t+1}) - R(z_t); the adversary *minimises* J (Eq. 3: min over pi_a),
     so it is rewarded for lowering the true task's score: r_adv_t = R(z_t) - R(z_{t+1})
     (DESIGN.md fidelity rule 3; tests/test_reda.py pins the sign behaviourally).
     """
-    return scores[:, :-1] - scores[:, 1:]
+    return scores[..., :-1] - scores[..., 1:]
 
 
 def total_reward(r_adv: jax.Array, uncertainty: jax.Array, task_reward: jax.Array,

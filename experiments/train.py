@@ -1,0 +1,148 @@
+"""Train and evaluate ReDA (or an ablation) on a task set.
+
+  python -m experiments.train --task_set=hopper-gravity --checkpoints=1 --preset=mini
+  python -m experiments.train --task_set=hopper-gravity --checkpoints=1 --preset=mini --ablation=wo_model
+
+Finds the offline datasets in --data_dir (default runs/data/<preset>/<task_set>) or
+generates them there first (experiments.collect). Runs stage 1 (dynamics), stage 2
+(adversarial augmentation + encoder), stage 3 (meta-policy) with all seeds vmapped, then
+evaluates both protocols in the simulator; prints the table and writes results.json.
+Start the same command again after a kill: it resumes from the last checkpoint.
+`--from_stage=representation --from_workdir=DIR` reuses DIR's finished dynamics models.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+from reda_jax import configs
+from reda_jax.envs.tasks import TASK_SETS, get_task_set
+from reda_jax.metrics_log import STAGES
+from reda_jax.run_info import prepare_run_dir, quiet_logs
+
+ABLATIONS = {
+    "none": {},
+    "wo_model": {"augmentation": "none"},
+    "wo_adv": {"augmentation": "random"},
+    "wo_up": {"lambda1": 0.0},
+    "wo_tc": {"lambda2": 0.0},
+}
+
+_TASK_SET = flags.DEFINE_enum("task_set", "inverted-pendulum-gravity", sorted(TASK_SETS),
+                              "Task set.")
+_CHECKPOINTS = flags.DEFINE_enum("checkpoints", "1", ["1", "3", "5"],
+                                 "Behavior checkpoints in the training data.")
+_ALGO = flags.DEFINE_enum("algo", "reda", ["reda"], "Method.")
+_ABLATION = flags.DEFINE_enum("ablation", "none", list(ABLATIONS),
+                              "ReDA ablation: wo_model (no model augmentation), wo_adv (uniform "
+                              "random rollout policy), wo_up (lambda1=0), wo_tc (lambda2=0).")
+_PRESET = flags.DEFINE_enum("preset", "mini", list(configs.PRESETS), "Size preset.")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", None, "Seeds (vmapped); default: the preset's.")
+_SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
+_NUM_MODELS = flags.DEFINE_integer("num_models", None, "Dynamics models per task.")
+_LAMBDA1 = flags.DEFINE_float("lambda1", None, "Uncertainty penalty weight (Eq. 6).")
+_LAMBDA2 = flags.DEFINE_float("lambda2", None, "Task reward weight (Eq. 6).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default "
+                               "runs/<task_set>/<method>/<preset>-ckpt<k>-seed<seed>.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Collection directory; default runs/data/<preset>/<task_set>.")
+_FROM_STAGE = flags.DEFINE_enum("from_stage", None, list(STAGES),
+                                "Start at this stage, reusing --from_workdir's earlier stages.")
+_FROM_WORKDIR = flags.DEFINE_string("from_workdir", None, "Run directory to reuse stages from.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def method_name(algo: str, ablation: str) -> str:
+    return algo if ablation == "none" else f"{algo}_{ablation}"
+
+
+def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str = "none",
+                 num_seeds: int | None = None, seed: int = 0, num_models: int | None = None,
+                 lambda1: float | None = None, lambda2: float | None = None,
+                 algo: str = "reda") -> configs.TrainConfig:
+    config = configs.train_preset(preset, task_set, num_checkpoints=num_checkpoints, seed=seed,
+                                  algo=algo)
+    rep = dataclasses.replace(config.representation, **ABLATIONS[ablation])
+    if lambda1 is not None:
+        rep = dataclasses.replace(rep, lambda1=lambda1)
+    if lambda2 is not None:
+        rep = dataclasses.replace(rep, lambda2=lambda2)
+    dyn = config.dynamics
+    if num_models is not None:
+        dyn = dataclasses.replace(dyn, num_models=num_models)
+    config = dataclasses.replace(config, representation=rep, dynamics=dyn)
+    if num_seeds is not None:
+        config = dataclasses.replace(config, num_seeds=num_seeds)
+    return config
+
+
+def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str):
+    """({train task: arrays}, {task: test arrays}); collects the data first if missing."""
+    from experiments.collect import run_collection
+    from reda_jax.data.datasets import load_datasets
+    from reda_jax.data.store import DatasetError
+    task_set = get_task_set(task_set_name)
+    collect_config = configs.collect_preset(preset, task_set_name)
+    root = Path(data_dir) / "datasets"
+
+    def load():
+        train = load_datasets(root, task_set, num_checkpoints, "train", collect_config,
+                              tasks=task_set.train_tasks)
+        test = load_datasets(root, task_set, num_checkpoints, "test", collect_config)
+        return ({k: v[0] for k, v in train.items()}, {k: v[0] for k, v in test.items()})
+
+    try:
+        return load()
+    except (FileNotFoundError, DatasetError) as e:
+        print(f"datasets not found in {root} ({e}); collecting them first")
+        run_collection(task_set_name, preset, data_dir)
+        return load()
+
+
+def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,
+                 from_stage: str | None = None, from_workdir: str | None = None,
+                 show_progress: bool = True) -> dict:
+    from reda_jax.train import Trainer, make_train_data, results_table, reuse_stages
+    train, test = load_or_collect(config.task_set, config.data_preset, config.num_checkpoints,
+                                  data_dir)
+    run_dir = prepare_run_dir(workdir, {"train": configs.to_dict(config), "data_dir": data_dir})
+    if from_stage is not None:
+        if from_workdir is None:
+            raise ValueError("--from_stage needs --from_workdir")
+        reuse_stages(run_dir, Path(from_workdir), from_stage)
+    data = make_train_data(get_task_set(config.task_set), train, test)
+    results = Trainer(config, data, run_dir, show_progress=show_progress).run()
+    print(f"\n{config.algo} ({config.representation.augmentation} augmentation) on "
+          f"{config.task_set}, {config.num_checkpoints} checkpoint(s), {config.num_seeds} seeds, "
+          f"epoch {results['epoch']}: return per task (mean ± std over seeds)")
+    print(results_table(results))
+    acc = results["encoder_accuracy"]
+    print("encoder task-id accuracy: train windows "
+          f"{acc['train_task_id_accuracy']['mean']:.3f}, unseen-checkpoint windows "
+          f"{acc['test_task_id_accuracy']['mean']:.3f}")
+    print(f"results: {run_dir / 'results.json'}")
+    return results
+
+
+def main(argv):
+    del argv
+    quiet_logs()
+    if _FROM_STAGE.value and not _FROM_WORKDIR.value:
+        sys.exit("--from_stage needs --from_workdir")
+    k = int(_CHECKPOINTS.value)
+    config = build_config(_TASK_SET.value, _PRESET.value, k, _ABLATION.value, _NUM_SEEDS.value,
+                          _SEED.value, _NUM_MODELS.value, _LAMBDA1.value, _LAMBDA2.value,
+                          _ALGO.value)
+    method = method_name(_ALGO.value, _ABLATION.value)
+    workdir = _WORKDIR.value or (f"runs/{config.task_set}/{method}/"
+                                 f"{_PRESET.value}-ckpt{k}-seed{config.seed}")
+    data_dir = _DATA_DIR.value or f"runs/data/{config.data_preset}/{config.task_set}"
+    run_training(config, workdir, data_dir, _FROM_STAGE.value, _FROM_WORKDIR.value,
+                 _PROGRESS.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

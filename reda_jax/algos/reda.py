@@ -1,0 +1,334 @@
+"""ReDA's three stages as pure, jittable epoch functions of ONE seed (paper Algorithm 1).
+
+The training loop (`reda_jax.train`) vmaps every function here over a leading seed axis
+and scans whole epochs; nothing here touches the host.
+
+  stage 1  `dynamics_epoch`: one epoch of every task's Gaussian ensemble (vmapped over
+           tasks) and of the reward model shared by all tasks (Eq. 4).
+  stage 2  `representation_epoch`: branch rollouts of the adversary pi_a(a|s) in every
+           task's ensemble, the Eq. 6 reward, `adversary_updates` SAC steps of pi_a, then
+           `encoder_updates` InfoNCE steps of the context encoder on real and model windows
+           labelled by the task whose model generated them (Eq. 5-7). The ablations
+           swap the rollout policy for a uniform one (w/o adv) or drop the model data
+           (w/o model).
+  stage 3  `meta_epoch`: `updates_per_epoch` SAC+BC steps of pi(a|s,z) on the real data,
+           z = stop_gradient(phi(context window of the same task)).
+
+Shapes: T training tasks, N rows per task, K window, ds/da dims, D = ds + da, Z = z dim.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from reda_jax.algos import adversarial, contrastive, dynamics
+from reda_jax.algos.sac import SACState, make_sac
+from reda_jax.configs import TrainConfig
+from reda_jax.data import ring
+from reda_jax.data.context import DeviceDataset, sample_context_windows
+from reda_jax.types import Transitions
+
+
+# ----------------------------------------------------------------------------- stage 1
+@flax.struct.dataclass
+class DynamicsData:
+    """Per-task model data (shapes without the seed axis): inputs (T, N, ds+da), targets
+    (T, N, ds), train_size (T,), holdout arrays (T, H, ...), holdout_size (T,); the reward
+    model's data concatenates all tasks: reward_* (T*N, ...)."""
+
+    inputs: jax.Array
+    targets: jax.Array
+    train_size: jax.Array
+    holdout_inputs: jax.Array
+    holdout_targets: jax.Array
+    holdout_size: jax.Array
+    reward_inputs: jax.Array
+    reward_targets: jax.Array
+    reward_train_size: jax.Array
+    reward_holdout_inputs: jax.Array
+    reward_holdout_targets: jax.Array
+    reward_holdout_size: jax.Array
+
+
+@flax.struct.dataclass
+class ModelState:
+    """dynamics: EnsembleState with a leading task axis T; reward: EnsembleState (1 member)."""
+
+    dynamics: Any
+    reward: Any
+
+
+@flax.struct.dataclass
+class RepresentationState:
+    """encoder: EncoderState; adversary: SACState of pi_a; adversary_buffer: Ring of
+    Transitions; model_windows: Ring with a leading task axis T of (tokens (K, D), mask (K,));
+    epoch: () int32."""
+
+    encoder: Any
+    adversary: SACState
+    adversary_buffer: ring.Ring
+    model_windows: ring.Ring
+    epoch: jax.Array
+
+
+@flax.struct.dataclass
+class MetaState:
+    sac: SACState
+    epoch: jax.Array
+
+
+class ReDA(NamedTuple):
+    """The pure functions of one seed; see the module doc."""
+
+    init_models: Callable
+    dynamics_epoch: Callable
+    models_converged: Callable
+    init_representation: Callable
+    representation_epoch: Callable
+    init_meta: Callable
+    meta_epoch: Callable
+    act: Callable
+    encode_windows: Callable
+    dynamics_fns: Any
+    reward_fns: Any
+    encoder: Any
+    adversary: Any
+    meta: Any
+
+
+def _sample_rows(ds: DeviceDataset, key: jax.Array, n: int) -> tuple[Transitions, jax.Array]:
+    idx = jax.random.randint(key, (n,), 0, ds.size)
+    return jax.tree.map(lambda x: x[idx], ds.transitions), ds.prev_actions[idx]
+
+
+def _window_tokens(batch) -> tuple[jax.Array, jax.Array, jax.Array]:
+    return contrastive.tokens_from_context(batch)
+
+
+def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
+              termination_fn: Callable, steps_per_dynamics_epoch: int,
+              steps_per_reward_epoch: int) -> ReDA:
+    """Factory closing over the static config and dimensions."""
+    dcfg, ecfg, rcfg, mcfg = config.dynamics, config.encoder, config.representation, config.meta
+    K, T = ecfg.window, num_tasks
+    D = obs_dim + act_dim
+    dyn = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, obs_dim, dcfg.num_models,
+                                          dcfg.hidden_dims)
+    rew = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, 1, 1, dcfg.reward_hidden_dims)
+    enc = contrastive.make_encoder_learner(ecfg, obs_dim, act_dim)
+    adv = make_sac(rcfg.adversary, obs_dim, act_dim)
+    meta = make_sac(mcfg.sac, obs_dim + ecfg.z_dim, act_dim, q_weight=mcfg.q_weight,
+                    bc_weight=mcfg.bc_weight)
+    use_model = rcfg.augmentation != "none"
+    adversarial_policy = rcfg.augmentation == "adversarial"
+
+    # ------------------------------------------------------------------ stage 1
+    def init_models(key, data: DynamicsData) -> ModelState:
+        k_dyn, k_rew = jax.random.split(key)
+        dyn_state = jax.vmap(dyn.init)(jax.random.split(k_dyn, T), data.inputs, data.targets,
+                                       data.train_size)
+        rew_state = rew.init(k_rew, data.reward_inputs, data.reward_targets,
+                             data.reward_train_size)
+        return ModelState(dynamics=dyn_state, reward=rew_state)
+
+    def dynamics_epoch(state: ModelState, data: DynamicsData, key) -> tuple[ModelState, dict]:
+        k_dyn, k_rew = jax.random.split(key)
+        dyn_state, dyn_m = jax.vmap(
+            lambda s, x, y, n, hx, hy, hn, k: dyn.train_epoch(
+                s, x, y, n, hx, hy, hn, k, steps_per_dynamics_epoch))(
+            state.dynamics, data.inputs, data.targets, data.train_size, data.holdout_inputs,
+            data.holdout_targets, data.holdout_size, jax.random.split(k_dyn, T))
+        rew_state, rew_m = rew.train_epoch(
+            state.reward, data.reward_inputs, data.reward_targets, data.reward_train_size,
+            data.reward_holdout_inputs, data.reward_holdout_targets, data.reward_holdout_size,
+            k_rew, steps_per_reward_epoch)
+        metrics = {f"dynamics/{k}": v for k, v in dyn_m.items()}
+        metrics.update({f"reward/{k}": v for k, v in rew_m.items()})
+        return ModelState(dynamics=dyn_state, reward=rew_state), metrics
+
+    def models_converged(state: ModelState) -> jax.Array:
+        return jnp.all(jax.vmap(dyn.should_stop)(state.dynamics)) & rew.should_stop(state.reward)
+
+    # ------------------------------------------------------------------ stage 2
+    capacity = rcfg.buffer_epochs * rcfg.rollout_batch * rcfg.horizon
+
+    def init_representation(key) -> RepresentationState:
+        k_enc, k_adv = jax.random.split(key)
+        example_tr = Transitions(jnp.zeros(obs_dim), jnp.zeros(act_dim), jnp.zeros(()),
+                                 jnp.zeros(obs_dim), jnp.zeros(()), jnp.zeros(()))
+        adv_cap = capacity * T if adversarial_policy else 1
+        win_cap = capacity if use_model else 1
+        windows = ring.init_ring((jnp.zeros((K, D)), jnp.zeros((K,))), win_cap)
+        return RepresentationState(
+            encoder=enc.init(k_enc), adversary=adv.init(k_adv),
+            adversary_buffer=ring.init_ring(example_tr, adv_cap),
+            model_windows=jax.tree.map(lambda x: jnp.broadcast_to(x, (T,) + x.shape), windows),
+            epoch=jnp.zeros((), jnp.int32))
+
+    def encode_windows(enc_params, batch) -> tuple[jax.Array, jax.Array]:
+        """z (..., Z) and weights (...) of ContextBatch windows (any leading dims)."""
+        tokens, mask, query = _window_tokens(batch)
+        return enc.encode(enc_params, query, tokens, mask), mask[..., -1]
+
+    def real_windows(data: DeviceDataset, key, n: int):
+        keys = jax.random.split(key, T)
+        return jax.vmap(lambda d, k: sample_context_windows(d, k, n, K))(data, keys)
+
+    def task_step_fn(dyn_state, rew_state, members):
+        def step(obs, act, key):
+            mean, std = dynamics.next_state_distribution(dyn, dyn_state, obs, act)
+            next_obs = dynamics.sample_next_obs(mean, std, members, key)
+            r_mean, _ = rew.predict(rew_state, jnp.concatenate([obs, act], -1))
+            return next_obs, dynamics.uncertainty(std), r_mean[0, :, 0]
+        return step
+
+    def rollouts(models: ModelState, data: DeviceDataset, adv_params, key) -> adversarial.Rollout:
+        """Branch rollouts (T, R, ...): R start tokens per task model, drawn from the joint
+        dataset of all training tasks, one random member per rollout row."""
+        R = rcfg.rollout_batch
+
+        def one_task(dyn_state, key):
+            k_src, k_rows, k_mem, k_roll = jax.random.split(key, 4)
+            starts, prev = jax.vmap(lambda d, k: _sample_rows(d, k, R))(
+                data, jax.random.split(k_rows, T))                      # (T, R, ...)
+            src = jax.random.randint(k_src, (R,), 0, T)
+            pick = lambda x: x[src, jnp.arange(R)]
+            obs0, prev0 = pick(starts.observations), pick(prev)
+            members = jax.random.randint(k_mem, (R,), 0, dcfg.num_models)
+            if adversarial_policy:
+                policy = lambda o, k: adv.act(adv_params, o, k)
+            else:
+                policy = lambda o, k: jax.random.uniform(k, o.shape[:-1] + (act_dim,),
+                                                         minval=-1.0, maxval=1.0)
+            return adversarial.model_rollout(
+                obs0, prev0, task_step_fn(dyn_state, models.reward, members), policy,
+                termination_fn, rcfg.horizon, k_roll)
+
+        return jax.vmap(one_task)(models.dynamics, jax.random.split(key, T))
+
+    def rollout_scores(enc_params, roll: adversarial.Rollout, protos):
+        """R(z_t) of every prefix window of every rollout: (T, R, h+1), and the windows."""
+        tokens = jax.vmap(lambda r: r.tokens())(roll)                    # (T, R, h+1, D)
+        wins, masks = jax.vmap(lambda t, a: adversarial.prefix_windows(t, a, K))(
+            tokens, roll.alive)                                          # (T, R, h+1, K, D)
+        z = enc.encode(enc_params, wins[..., -1, :], wins, masks)        # (T, R, h+1, Z)
+        task = jnp.arange(T)[:, None, None]
+        return contrastive.task_score(z, protos, task, ecfg.temperature), wins, masks, z
+
+    def representation_epoch(state: RepresentationState, models: ModelState,
+                             data: DeviceDataset, key) -> tuple[RepresentationState, dict]:
+        k_proto, k_roll, k_adv, k_enc = jax.random.split(key, 4)
+        metrics = {}
+        adversary, adv_buffer, windows = state.adversary, state.adversary_buffer, state.model_windows
+        if use_model:
+            z_real, w_real = encode_windows(state.encoder.params,
+                                            real_windows(data, k_proto, ecfg.batch_size))
+            protos = contrastive.prototypes(z_real, w_real)
+            roll = rollouts(models, data, adversary.actor_params, k_roll)
+            scores, wins, masks, z_model = rollout_scores(state.encoder.params, roll, protos)
+            valid = roll.alive[..., :-1]                                  # (T, R, h)
+            metrics.update({
+                "rollout/alive_fraction": roll.alive[..., -1].mean(),
+                "rollout/uncertainty": (roll.uncertainty * valid).sum() / valid.sum(),
+                "rollout/task_reward": (roll.rewards * valid).sum() / valid.sum(),
+                "rollout/task_id_accuracy": contrastive.task_id_accuracy(
+                    z_model[:, :, -1], protos, masks[:, :, -1, -1]),
+            })
+            # Windows ending at tokens 1..h, labelled by the generating task.
+            new_windows = (wins[:, :, 1:].reshape(T, -1, K, D), masks[:, :, 1:].reshape(T, -1, K))
+            windows = jax.vmap(ring.push)(windows, new_windows, new_windows[1][..., -1])
+            if adversarial_policy:
+                r_adv = adversarial.adversarial_reward(scores)
+                reward = adversarial.total_reward(r_adv, roll.uncertainty, roll.rewards,
+                                                  rcfg.lambda1, rcfg.lambda2)
+                flat = lambda x: x.reshape((-1,) + x.shape[3:])
+                trans = Transitions(
+                    observations=flat(roll.observations[:, :, :-1]), actions=flat(roll.actions),
+                    rewards=flat(reward), next_observations=flat(roll.observations[:, :, 1:]),
+                    terminals=flat(roll.terminals), truncations=jnp.zeros_like(flat(reward)))
+                adv_buffer = ring.push(adv_buffer, trans, flat(valid))
+                cdf = ring.sampling_cdf(adv_buffer)
+
+                def adv_step(s, k):
+                    k_b, k_u = jax.random.split(k)
+                    batch, _ = ring.sample(adv_buffer, cdf, k_b, rcfg.adversary.batch_size)
+                    return adv.update(s, batch, k_u)
+
+                adversary, adv_m = jax.lax.scan(
+                    adv_step, adversary, jax.random.split(k_adv, rcfg.adversary_updates))
+                metrics.update({f"adversary/{k}": v for k, v in adv_m.items()})
+                metrics["adversary/r_adv"] = (r_adv * valid).sum() / valid.sum()
+                metrics["adversary/reward"] = (reward * valid).sum() / valid.sum()
+
+        n_model = round(ecfg.batch_size * (1.0 - rcfg.real_fraction)) if use_model else 0
+        n_real = ecfg.batch_size - n_model
+        cdfs = jax.vmap(ring.sampling_cdf)(windows)
+
+        def enc_step(s, k):
+            k_real, k_model, k_u = jax.random.split(k, 3)
+            tokens, mask, query = _window_tokens(real_windows(data, k_real, n_real))
+            if n_model:
+                (m_tok, m_mask), ok = jax.vmap(
+                    lambda w, c, kk: ring.sample(w, c, kk, n_model))(
+                    windows, cdfs, jax.random.split(k_model, T))
+                tokens = jnp.concatenate([tokens, m_tok], 1)
+                mask = jnp.concatenate([mask, m_mask * ok[:, None, None]], 1)
+                query = jnp.concatenate([query, m_tok[:, :, -1]], 1)
+            return enc.update(s, query, tokens, mask, k_u, mask[..., -1])
+
+        encoder, enc_m = jax.lax.scan(enc_step, state.encoder,
+                                      jax.random.split(k_enc, rcfg.encoder_updates))
+        metrics.update({f"encoder/{k}": v for k, v in enc_m.items()})
+        return RepresentationState(encoder=encoder, adversary=adversary,
+                                   adversary_buffer=adv_buffer, model_windows=windows,
+                                   epoch=state.epoch + 1), metrics
+
+    # ------------------------------------------------------------------ stage 3
+    per_task = max(mcfg.sac.batch_size // T, 1)
+
+    def meta_batch(enc_params, data: DeviceDataset, key) -> Transitions:
+        """(T * per_task,) transitions, each the newest step of a window of its own task,
+        with z of the window (and z' of the window shifted by one) appended to s (and s')."""
+        batch = real_windows(data, key, per_task)
+        tokens, mask, query = _window_tokens(batch)
+        z = enc.encode(enc_params, query, tokens, mask)
+        next_token = jnp.concatenate([batch.next_observations[:, :, -1], batch.actions[:, :, -1]], -1)
+        next_tokens = jnp.concatenate([tokens[:, :, 1:], next_token[:, :, None]], 2)
+        next_mask = jnp.concatenate([mask[:, :, 1:], jnp.ones_like(mask[:, :, :1])], 2)
+        z_next = enc.encode(enc_params, next_token, next_tokens, next_mask)
+        z, z_next = jax.lax.stop_gradient(z), jax.lax.stop_gradient(z_next)
+        last = lambda x: x[:, :, -1].reshape((-1,) + x.shape[3:])
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        return Transitions(
+            observations=jnp.concatenate([last(batch.observations), flat(z)], -1),
+            actions=last(batch.actions), rewards=last(batch.rewards),
+            next_observations=jnp.concatenate([last(batch.next_observations), flat(z_next)], -1),
+            terminals=last(batch.terminals), truncations=jnp.zeros_like(last(batch.rewards)))
+
+    def init_meta(key) -> MetaState:
+        return MetaState(sac=meta.init(key), epoch=jnp.zeros((), jnp.int32))
+
+    def meta_epoch(state: MetaState, enc_params, data: DeviceDataset, key) -> tuple[MetaState, dict]:
+        def step(s, k):
+            k_b, k_u = jax.random.split(k)
+            return meta.update(s, meta_batch(enc_params, data, k_b), k_u)
+
+        sac_state, m = jax.lax.scan(step, state.sac,
+                                    jax.random.split(key, mcfg.updates_per_epoch))
+        return MetaState(sac=sac_state, epoch=state.epoch + 1), {
+            f"meta/{k}": v for k, v in m.items()}
+
+    def act(actor_params, enc_params, query, context, mask) -> jax.Array:
+        """Deterministic meta-policy action: query (M, D), context (M, K, D), mask (M, K)."""
+        z = enc.encode(enc_params, query, context, mask)
+        return meta.act(actor_params, jnp.concatenate([query[..., :obs_dim], z], -1), None,
+                        deterministic=True)
+
+    return ReDA(init_models=init_models, dynamics_epoch=dynamics_epoch,
+                models_converged=models_converged, init_representation=init_representation,
+                representation_epoch=representation_epoch, init_meta=init_meta,
+                meta_epoch=meta_epoch, act=act, encode_windows=encode_windows,
+                dynamics_fns=dyn, reward_fns=rew, encoder=enc, adversary=adv, meta=meta)
