@@ -11,17 +11,13 @@ Run the same command again after a kill: it resumes from the last checkpoint.
 from __future__ import annotations
 
 import collections
-import dataclasses
-import time
 
 from absl import app, flags
-from tqdm import tqdm
 
 from reda_jax import configs
-from reda_jax.data.collect import BehaviorCollector, read_returns
-from reda_jax.data.datasets import build_datasets
-from reda_jax.envs.tasks import TASK_SETS, get_task_set
-from reda_jax.run_info import prepare_run_dir, quiet_logs
+from reda_jax.data.collect import read_returns, run_collection
+from reda_jax.envs.tasks import TASK_SETS
+from reda_jax.run_info import quiet_logs
 
 _TASK_SET = flags.DEFINE_enum("task_set", "inverted-pendulum-gravity", sorted(TASK_SETS),
                               "Task set to collect.")
@@ -33,31 +29,6 @@ _SEED = flags.DEFINE_integer("seed", None, "Overrides the preset's collection se
 
 def default_workdir(task_set: str, preset: str) -> str:
     return f"runs/data/{preset}/{task_set}"
-
-
-def run_collection(task_set_name: str, preset: str, workdir: str, seed: int | None = None,
-                   show_progress: bool = True) -> list[str]:
-    """Trains the behavior policies, collects and writes the datasets; returns their ids."""
-    task_set = get_task_set(task_set_name)
-    config = configs.collect_preset(preset, task_set_name)
-    if seed is not None:
-        config = dataclasses.replace(config, seed=seed)
-    prepare_run_dir(workdir, dict(task_set=task_set_name, preset=preset,
-                                  collect=configs.to_dict(config)))
-    tasks = task_set.all_tasks
-    seeds = [1000 * config.seed + i for i in range(len(tasks))]
-    collector = BehaviorCollector(config, tasks, seeds, workdir)
-    done = (collector.train_ckpt.latest_step() or 0) * collector.steps_per_ckpt
-    bar = tqdm(total=config.total_steps, initial=done, unit="step", disable=not show_progress, mininterval=5,
-               desc=f"{task_set_name} ({len(tasks)} tasks)")
-    t0 = time.time()
-    collector.run(lambda n, info: (bar.update(n), bar.set_postfix(
-        ret=f"{info['train_return']:.0f}", refresh=False)))
-    bar.close()
-    ids = build_datasets(f"{workdir}/rollouts", f"{workdir}/datasets", task_set, config)
-    print(f"collection of {task_set_name} ({preset}) took {time.time() - t0:.0f} s; "
-          f"{len(ids)} datasets in {workdir}/datasets")
-    return ids
 
 
 def returns_table(workdir: str) -> str:
