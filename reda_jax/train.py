@@ -40,6 +40,10 @@ SCANNED = ("encoder/", "adversary/", "meta/")
 PROTOCOLS = ("on_policy", "off_policy")
 
 
+class Preempted(RuntimeError):
+    """Raised when a Trainer's `epoch_budget` is used up (after saving a checkpoint)."""
+
+
 class NonFiniteError(FloatingPointError):
     """A loss or metric became NaN or inf; the message names stage, epoch, step, quantity."""
 
@@ -221,8 +225,13 @@ class Trainer:
     """Runs (or resumes) one ReDA run in `workdir`; see the module doc."""
 
     def __init__(self, config: configs.TrainConfig, data: TrainData, workdir: str | os.PathLike,
-                 show_progress: bool = True, log: Callable[[str], None] = print):
+                 show_progress: bool = True, log: Callable[[str], None] = print,
+                 epoch_budget: int | None = None):
+        """epoch_budget: stop with `Preempted` after this many epochs (over all stages) in
+        this process, after checkpointing; run again to continue (e.g. on a preemptible
+        scheduler with a time slot)."""
         self.config, self.data = config, data
+        self.epoch_budget = epoch_budget
         self.workdir = Path(workdir)
         self.show_progress, self.log = show_progress, log
         ts = data.task_set
@@ -271,6 +280,15 @@ class Trainer:
         return tqdm(total=total, initial=initial, desc=desc, disable=not self.show_progress,
                     unit="epoch", mininterval=2)
 
+    def _spend(self, store: "_StageCheckpoints", epoch: int, tree, done: bool) -> None:
+        """Saves if due; with an epoch budget, counts the epoch and stops when it is spent."""
+        if self.epoch_budget is not None:
+            self.epoch_budget -= 1
+            if self.epoch_budget <= 0:
+                store.ckpt.save(epoch, tree, {"done": done, "epoch": epoch})
+                raise Preempted(f"epoch budget used up at epoch {epoch}; run again to resume")
+        store.maybe_save(epoch, tree, done)
+
     def _epoch_done(self, stage: str, epoch: int, metrics: dict) -> dict[str, np.ndarray]:
         metrics = jax.device_get(metrics)
         check_finite(stage, epoch, metrics)
@@ -294,7 +312,7 @@ class Trainer:
             models, m = self._dyn_epoch(models, self.dyn_data, epoch_keys(keys, epoch))
             seeds = self._epoch_done("dynamics", epoch, m)
             done = bool(np.all(converged(models))) or epoch >= cfg.max_epochs
-            store.maybe_save(epoch, models, done)
+            self._spend(store, epoch, models, done)
             bar.update(1)
             bar.set_postfix(holdout_mse=f"{seeds['dynamics/holdout_mse'].mean():.4g}",
                             refresh=False)
@@ -320,7 +338,7 @@ class Trainer:
             m = {**m, **{f"encoder/{k}": v for k, v in acc.items()}}
             seeds = self._epoch_done("representation", epoch, m)
             done = epoch >= cfg.num_epochs
-            store.maybe_save(epoch, state, done)
+            self._spend(store, epoch, state, done)
             bar.update(1)
             bar.set_postfix(loss=f"{seeds['encoder/loss'].mean():.3f}",
                             test_acc=f"{seeds['encoder/test_task_id_accuracy'].mean():.2f}",
@@ -358,7 +376,7 @@ class Trainer:
         while not done:
             epoch += 1
             state, m = self._meta_epoch(state, enc_params, self.data.train, epoch_keys(keys, epoch))
-            seeds = self._epoch_done("meta_policy", epoch, m)
+            self._epoch_done("meta_policy", epoch, m)
             done = epoch >= cfg.num_epochs
             if epoch % cfg.eval_every == 0 or done:
                 te = time.time()
@@ -366,7 +384,7 @@ class Trainer:
                 t_eval += time.time() - te
                 bar.set_postfix(on=f"{summary['on_policy']['mean_return']:.0f}",
                                 off=f"{summary['off_policy']['mean_return']:.0f}", refresh=False)
-            store.maybe_save(epoch, state, done)
+            self._spend(store, epoch, state, done)
             bar.update(1)
         bar.close()
         self.timing["meta_policy_s"] = time.time() - t0 - t_eval
@@ -386,7 +404,7 @@ class Trainer:
         keys = seed_keys(self.config.seed, self.num_seeds, 4)
         acc = jax.device_get(self._accuracy(enc_params, self.data.train,
                                             self.data.test_train_tasks, epoch_keys(keys, 0)))
-        meta = self.train_meta(enc_params)
+        self.train_meta(enc_params)
         history = [json.loads(l) for l in open(self.workdir / "eval_history.jsonl")]
         final = history[-1]
         results = {

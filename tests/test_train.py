@@ -1,0 +1,125 @@
+"""The training loop and app: end to end on smoke data, exact resume, reuse of stages,
+the NaN guard and the error messages."""
+import dataclasses
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.train import build_config, load_or_collect
+from reda_jax.envs.tasks import get_task_set
+from reda_jax.metrics_log import read_metrics
+from reda_jax.train import NonFiniteError, Preempted, Trainer, check_finite, make_train_data
+
+TASK_SET = "hopper-gravity"
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return load_or_collect(TASK_SET, "smoke", 1, str(root))
+
+
+def _trainer(smoke_data, workdir, **kw):
+    config = build_config(TASK_SET, "smoke", 1)
+    from reda_jax.run_info import prepare_run_dir
+    from reda_jax import configs
+    prepare_run_dir(workdir, {"train": configs.to_dict(config)})
+    data = make_train_data(get_task_set(TASK_SET), *smoke_data)
+    return Trainer(config, data, workdir, show_progress=False, log=lambda _: None, **kw)
+
+
+@pytest.mark.timeout(900)
+def test_killed_run_resumes_to_the_same_result(smoke_data, tmp_path):
+    full = _trainer(smoke_data, tmp_path / "full").run()
+    # Stop after every single epoch (all three stages), resuming each time.
+    resumed_dir = tmp_path / "resumed"
+    restarts = 0
+    while True:
+        try:
+            resumed = _trainer(smoke_data, resumed_dir, epoch_budget=1).run()
+            break
+        except Preempted:
+            restarts += 1
+    assert restarts >= 6  # 3 dynamics + 2 representation + 2 meta-policy epochs (smoke)
+    for protocol in ("on_policy", "off_policy"):
+        a, b = full["protocols"][protocol], resumed["protocols"][protocol]
+        assert a["tasks"].keys() == b["tasks"].keys()
+        for task in a["tasks"]:
+            np.testing.assert_allclose(a["tasks"][task]["per_seed"], b["tasks"][task]["per_seed"],
+                                       rtol=1e-6)
+    assert full["encoder_accuracy"] == resumed["encoder_accuracy"]
+    rows_full = [(r["stage"], r["epoch"], r["metric"], r["seed"], r["value"])
+                 for r in read_metrics(tmp_path / "full")]
+    rows_resumed = [(r["stage"], r["epoch"], r["metric"], r["seed"], r["value"])
+                    for r in read_metrics(resumed_dir)]
+    assert rows_full == rows_resumed
+    # Every stage logged, every seed.
+    assert {r[0] for r in rows_full} == {"dynamics", "representation", "meta_policy"}
+    assert {r[3] for r in rows_full} == {"0", "1"}
+
+
+def test_check_finite_names_stage_epoch_step_and_quantity():
+    ok = {"meta/critic_loss": np.ones((2, 5))}
+    check_finite("meta_policy", 3, ok)
+    bad = {"meta/critic_loss": np.ones((2, 5)), "meta/actor_loss": np.ones((2, 5))}
+    bad["meta/actor_loss"][1, 3] = np.nan
+    with pytest.raises(NonFiniteError, match=r"meta/actor_loss.*'meta_policy'.*epoch 3, "
+                                             r"update step 4 .*seeds \[1\]"):
+        check_finite("meta_policy", 3, bad)
+    with pytest.raises(NonFiniteError, match="dynamics/holdout_nll.*epoch 7"):
+        check_finite("dynamics", 7, {"dynamics/holdout_nll": np.array([[1.0, np.inf]])})
+
+
+def test_nan_in_training_stops_the_run_with_a_named_quantity(smoke_data, tmp_path):
+    train, test = smoke_data
+    train = {k: dict(v) for k, v in train.items()}
+    name = next(iter(train))
+    train[name]["rewards"] = train[name]["rewards"].copy()
+    train[name]["rewards"][:] = 1e38  # finite data whose squares overflow in the losses
+    config = build_config(TASK_SET, "smoke", 1, ablation="wo_model")
+    from reda_jax import configs
+    from reda_jax.run_info import prepare_run_dir
+    prepare_run_dir(tmp_path, {"train": configs.to_dict(config)})
+    trainer = Trainer(config, make_train_data(get_task_set(TASK_SET), train, test), tmp_path,
+                      show_progress=False)
+    with pytest.raises(NonFiniteError, match=r"non-finite meta/\w+ in stage 'meta_policy' at epoch 1"):
+        trainer.run()
+
+
+def test_app_end_to_end_reuses_stages_and_refuses_bad_input(tmp_path):
+    data_dir = tmp_path / "data"
+    base = [sys.executable, "-m", "experiments.train", f"--task_set={TASK_SET}", "--preset=smoke",
+            f"--data_dir={data_dir}", "--noprogress"]
+    first = subprocess.run(base + [f"--workdir={tmp_path / 'reda'}"], capture_output=True,
+                           text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "| gravity_x0.8 |" in first.stdout and "on_policy" in first.stdout
+    results = json.loads((tmp_path / "reda" / "results.json").read_text())
+    assert set(results["protocols"]) == {"on_policy", "off_policy"}
+    for name in ("config.json", "run_info.json", "metrics.csv", "eval_history.jsonl"):
+        assert (tmp_path / "reda" / name).exists(), name
+    assert any((tmp_path / "reda" / "tensorboard").iterdir())
+    # w/o UP reuses ReDA's finished dynamics models (same dynamics config).
+    wo_up = subprocess.run(base + [f"--workdir={tmp_path / 'wo_up'}", "--ablation=wo_up",
+                                   "--from_stage=representation",
+                                   f"--from_workdir={tmp_path / 'reda'}"],
+                           capture_output=True, text=True, timeout=900)
+    assert wo_up.returncode == 0, wo_up.stderr[-3000:]
+    assert not [r for r in read_metrics(tmp_path / "wo_up") if r["stage"] == "dynamics"]
+    # Different dynamics config: reuse refused, naming the field.
+    bad = subprocess.run(base + [f"--workdir={tmp_path / 'two'}", "--num_models=2",
+                                 "--from_stage=representation", f"--from_workdir={tmp_path / 'reda'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "dynamics" in bad.stderr
+    # Same workdir, different config: refused.
+    other = subprocess.run(base + [f"--workdir={tmp_path / 'reda'}", "--lambda1=0.5"],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and "different config" in other.stderr
+    # Unknown ablation names the valid ones.
+    unknown = subprocess.run(base + ["--ablation=wo_everything"], capture_output=True, text=True,
+                             timeout=120)
+    assert unknown.returncode != 0 and "wo_model" in unknown.stderr
