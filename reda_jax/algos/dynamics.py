@@ -269,7 +269,7 @@ def make_gaussian_ensemble(config: DynamicsConfig, in_dim: int, out_dim: int,
 
 
 # ----------------------------------------------------------------------------- host helpers
-def holdout_size(size: int, config: DynamicsConfig) -> int:
+def num_holdout(size: int, config: DynamicsConfig) -> int:
     """Held-out rows of a task with `size` rows: min(int(fraction * size) + 1, max_holdout)."""
     return min(int(config.holdout_fraction * size) + 1, config.max_holdout)
 
@@ -279,7 +279,7 @@ def split_holdout(rng: np.random.Generator | int, size: int, num_rows: int,
     """A random train / holdout split of rows [0, size) as fixed-size padded index arrays.
 
     num_rows >= size is the common padded length (e.g. the largest task). Returns
-    train_idx (num_rows,) int32, holdout_idx (holdout_size(num_rows),) int32, train_size,
+    train_idx (num_rows,) int32, holdout_idx (num_holdout(num_rows),) int32, train_size,
     holdout_size: the first train_size / holdout_size entries are the split (disjoint,
     together every row once); the padding entries are 0 and must be masked by the sizes
     (train_epoch does).
@@ -287,11 +287,11 @@ def split_holdout(rng: np.random.Generator | int, size: int, num_rows: int,
     if not 1 < size <= num_rows:
         raise ValueError(f"need 1 < size <= num_rows, got size={size}, num_rows={num_rows}")
     rng = np.random.default_rng(rng)
-    h = holdout_size(size, config)
+    h = num_holdout(size, config)
     perm = rng.permutation(size).astype(np.int32)
     train_idx = np.zeros(num_rows, np.int32)
     train_idx[:size - h] = perm[h:]
-    holdout_idx = np.zeros(holdout_size(num_rows, config), np.int32)
+    holdout_idx = np.zeros(num_holdout(num_rows, config), np.int32)
     holdout_idx[:h] = perm[:h]
     return train_idx, holdout_idx, size - h, h
 

@@ -18,7 +18,9 @@ import jax.numpy as jnp
 
 def soft_bound(x: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
     """Soft clamp of x to [lo, hi] (MBPO / the reference code):
-    y = hi - softplus(hi - x), then lo + softplus(y - lo). Differentiable in x, lo and hi."""
+    y = hi - softplus(hi - x), then lo + softplus(y - lo). Differentiable in x, lo and hi.
+    The result lies in (lo, hi + log(1 + exp(lo - hi))): the second softplus may overshoot
+    hi by that (0.005 for the initial bounds 0.25 and -5)."""
     x = hi - nn.softplus(hi - x)
     return lo + nn.softplus(x - lo)
 
