@@ -1,6 +1,16 @@
 """InfoNCE over tasks (paper Eq. 2 / 7), task scores R(z) (Eq. 5) and the encoder learner.
 
-Shapes: T tasks, B windows per task, K window length, D token size, Z = z dim.
+Shapes: T tasks, B windows per task, K window length, D token size (obs_dim + act_dim),
+Z = z dim. Every function is pure, jittable, and vmappable over a leading seed axis.
+
+InfoNCE (Eq. 2 with S(z, z') = <z, z'> / temperature, temperature 1 in the paper): a random
+permutation perm of the B window indices pairs each anchor z[i, b] with the positive
+z[i, perm[b]] (same task, another window) and the negatives z[j, perm[b]], j != i (the other
+tasks' windows at that same index), as in the reference code. The loss is the
+cross-entropy with target i, symmetrised: the candidates z[i, perm[b]] are also anchors
+against z[j, b]; the two directions are averaged. Unlike the reference code, the random
+permutation is a single B-cycle (no fixed points), so a positive is never the anchor itself,
+and zero-weight (invalid) windows are never negatives.
 """
 from __future__ import annotations
 
@@ -15,48 +25,65 @@ from reda_jax.configs import EncoderConfig
 from reda_jax.networks.encoder import ContextEncoder
 from reda_jax.types import ContextBatch
 
+_MASKED = -1e30  # logit of an excluded (zero-weight) negative; exp underflows to 0
+
 
 def info_nce_with_permutation(z: jax.Array, perm: jax.Array, weights: jax.Array | None = None,
                               temperature: float = 1.0) -> tuple[jax.Array, dict]:
-    """InfoNCE for anchors z (T, B, Z) against candidates z[:, perm] (T, B, Z).
+    """InfoNCE of anchors z (T, B, Z) against candidates z[:, perm] (T, B, Z); perm (B,) int.
 
-    Anchor (i, b) scores every task's candidate at the permuted index:
-    logits[i, b, j] = <z[i, b], z[j, perm[b]]> / temperature; the positive is j = i (the same
-    task, another window), the negatives are the other tasks. The loss is the weighted mean
-    of the cross-entropy -log softmax_j(logits)[i] (log-sum-exp, stable), symmetrised by
-    also scoring the candidates against the anchors. weights (T, B): a window's weight
-    (0 for invalid windows); a pair counts with weight w[i, b] * w[i, perm[b]].
+    Direction 1: logits[i, b, j] = <z[i, b], z[j, perm[b]]> / temperature, target j = i.
+    Direction 2: logits[i, b, j] = <z[i, perm[b]], z[j, b]> / temperature, target j = i.
+    nll = logsumexp_j(logits) - logits[i] (stable for huge logits). The loss is
+    sum_{i,b} w_pair[i, b] * (nll_1 + nll_2) / 2 / sum w_pair, with the pair weight
+    w_pair[i, b] = weights[i, b] * weights[i, perm[b]] (weights (T, B), None = all ones).
+    A negative whose window has weight 0 is left out of the softmax (an invalid window is
+    no evidence against anything); the positive is always in it.
+    Returns (loss, {"loss", "accuracy": weighted share of anchors whose argmax is j = i,
+    "z_norm": weighted mean |z| of the anchors}).
     """
     T, B, _ = z.shape
     w = jnp.ones((T, B), z.dtype) if weights is None else weights.astype(z.dtype)
-    cand = z[:, perm]                                                  # (T, B, Z)
-    w_pair = w * w[:, perm]
-    labels = jnp.arange(T)[:, None]
+    cand, w_cand = z[:, perm], w[:, perm]                               # (T, B, Z), (T, B)
+    w_pair = w * w_cand
+    eye = jnp.eye(T, dtype=bool)[:, None, :]                            # (T, 1, T): j == i
 
-    def ce(anchor, candidate):
-        logits = jnp.einsum("ibz,jbz->ibj", anchor, candidate) / temperature
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        nll = -jnp.take_along_axis(logp, jnp.broadcast_to(labels[..., None], (T, B, 1)), -1)[..., 0]
-        acc = (jnp.argmax(logits, -1) == labels).astype(z.dtype)
-        return nll, acc
+    def nll_and_hit(anchor, candidate, w_candidate):
+        logits = jnp.einsum("ibz,jbz->ibj", anchor, candidate) / temperature   # (T, B, T)
+        keep = eye | (w_candidate.T[None, :, :] > 0)                    # (T, B, T)
+        logits = jnp.where(keep, logits, _MASKED)
+        positive = jnp.diagonal(logits, axis1=0, axis2=2).T            # (T, B): logits[i, b, i]
+        nll = jax.nn.logsumexp(logits, axis=-1) - positive
+        hit = (jnp.argmax(logits, -1) == jnp.arange(T)[:, None]).astype(z.dtype)
+        return nll, hit
 
-    nll_a, acc_a = ce(z, cand)
-    nll_b, acc_b = ce(cand, z)
+    nll_1, hit_1 = nll_and_hit(z, cand, w_cand)
+    nll_2, hit_2 = nll_and_hit(cand, z, w)
     denom = jnp.maximum(w_pair.sum(), 1e-8)
-    loss = 0.5 * ((nll_a + nll_b) * w_pair).sum() / denom
-    acc = 0.5 * ((acc_a + acc_b) * w_pair).sum() / denom
-    return loss, {"loss": loss, "accuracy": acc}
+    loss = 0.5 * ((nll_1 + nll_2) * w_pair).sum() / denom
+    acc = 0.5 * ((hit_1 + hit_2) * w_pair).sum() / denom
+    z_norm = (jnp.linalg.norm(z, axis=-1) * w).sum() / jnp.maximum(w.sum(), 1e-8)
+    return loss, {"loss": loss, "accuracy": acc, "z_norm": z_norm}
+
+
+def random_cyclic_permutation(key: jax.Array, n: int) -> jax.Array:
+    """(n,) int32: a uniformly random permutation consisting of one n-cycle, so that
+    perm[b] != b for every b when n >= 2 (perm = [0] when n = 1)."""
+    order = jax.random.permutation(key, n)
+    return jnp.zeros(n, jnp.int32).at[order].set(jnp.roll(order, -1).astype(jnp.int32))
 
 
 def info_nce_loss(z: jax.Array, key: jax.Array, weights: jax.Array | None = None,
                   temperature: float = 1.0) -> tuple[jax.Array, dict]:
-    """`info_nce_with_permutation` with a random permutation of the B indices."""
-    return info_nce_with_permutation(z, jax.random.permutation(key, z.shape[1]), weights,
+    """z (T, B, Z), weights (T, B) | None -> (loss (), metrics): `info_nce_with_permutation`
+    with perm = random_cyclic_permutation(key, B) (each positive is another window)."""
+    return info_nce_with_permutation(z, random_cyclic_permutation(key, z.shape[1]), weights,
                                      temperature)
 
 
 def prototypes(z: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-    """(T, B, Z) -> (T, Z): each task's weighted mean representation."""
+    """z (T, B, Z), weights (T, B) | None -> (T, Z): each task's weighted mean representation
+    (zeros for a task with zero total weight)."""
     if weights is None:
         return z.mean(1)
     w = weights.astype(z.dtype)[..., None]
@@ -64,20 +91,23 @@ def prototypes(z: jax.Array, weights: jax.Array | None = None) -> jax.Array:
 
 
 def task_log_prob(z: jax.Array, protos: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """(..., Z), (T, Z) -> (..., T): log softmax over tasks of <z, p_j> / temperature."""
+    """z (..., Z), protos (T, Z) -> (..., T): log softmax over tasks j of <z, p_j> / temperature."""
     return jax.nn.log_softmax(jnp.einsum("...z,tz->...t", z, protos) / temperature, axis=-1)
 
 
 def task_score(z: jax.Array, protos: jax.Array, task: jax.Array,
                temperature: float = 1.0) -> jax.Array:
-    """R(z) of Eq. 5 with z* = the task prototypes: log p(true task | z); task (...) int."""
+    """R(z) of Eq. 5 with z* = the task prototypes: log p(true task | z).
+
+    z (..., Z), protos (T, Z), task int broadcastable to (...) -> (...)."""
     logp = task_log_prob(z, protos, temperature)
-    task = jnp.broadcast_to(task, logp.shape[:-1])
+    task = jnp.broadcast_to(jnp.asarray(task, jnp.int32), logp.shape[:-1])
     return jnp.take_along_axis(logp, task[..., None], -1)[..., 0]
 
 
 def task_id_accuracy(z: jax.Array, protos: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-    """(T, B, Z) -> (): weighted share of windows whose highest-scoring task is their own."""
+    """z (T, B, Z) (window b of task t), protos (T, Z), weights (T, B) | None -> ():
+    weighted share of windows whose highest-scoring task argmax_j <z, p_j> is their own."""
     pred = jnp.argmax(jnp.einsum("tbz,jz->tbj", z, protos), -1)
     hit = (pred == jnp.arange(z.shape[0])[:, None]).astype(jnp.float32)
     w = jnp.ones_like(hit) if weights is None else weights.astype(jnp.float32)
@@ -85,8 +115,9 @@ def task_id_accuracy(z: jax.Array, protos: jax.Array, weights: jax.Array | None 
 
 
 def tokens_from_context(batch: ContextBatch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """ContextBatch (..., K, ...) -> tokens (..., K, D) = (s_t, a_{t-1}), mask (..., K),
-    query (..., D) = the newest token (a training window's query)."""
+    """ContextBatch with (..., K, ...) fields -> tokens (..., K, D) = concat(observations,
+    prev_actions), i.e. (s_t, a_{t-1}); mask (..., K); query (..., D) = tokens[..., -1, :],
+    the newest token (the query of a training window)."""
     tokens = jnp.concatenate([batch.observations, batch.prev_actions], -1)
     return tokens, batch.mask, tokens[..., -1, :]
 
@@ -95,7 +126,7 @@ def tokens_from_context(batch: ContextBatch) -> tuple[jax.Array, jax.Array, jax.
 class EncoderState:
     params: dict
     opt_state: optax.OptState
-    step: jax.Array
+    step: jax.Array  # () int32
 
 
 class EncoderLearner(NamedTuple):
@@ -106,22 +137,31 @@ class EncoderLearner(NamedTuple):
 
 
 def make_encoder_learner(config: EncoderConfig, obs_dim: int, act_dim: int) -> EncoderLearner:
-    """init(key); encode(params, query, tokens, mask) -> z (deterministic);
-    update(state, query (T, B, D), tokens (T, B, K, D), mask (T, B, K), key, weights (T, B))
-    -> (state, metrics): one Adam step on the InfoNCE loss."""
+    """The context encoder and its contrastive learner (pure functions):
+
+    init(key) -> EncoderState (Adam, config.learning_rate)
+    encode(params, query (..., D), tokens (..., K, D), mask (..., K)) -> z (..., Z), no dropout
+    update(state, query (T, B, D), tokens (T, B, K, D), mask (T, B, K), key,
+           weights (T, B) | None = None) -> (state, {"loss", "accuracy", "z_norm"}):
+        one Adam step on `info_nce_loss` of the encoded windows (dropout on if config.dropout > 0).
+    """
     module = ContextEncoder(config)
     opt = optax.adam(config.learning_rate)
     D, K = obs_dim + act_dim, config.window
 
-    def init(key) -> EncoderState:
+    def init(key: jax.Array) -> EncoderState:
         params = module.init(key, jnp.zeros((1, D)), jnp.zeros((1, K, D)), jnp.ones((1, K)))
         return EncoderState(params=params, opt_state=opt.init(params),
                             step=jnp.zeros((), jnp.int32))
 
-    def encode(params, query, tokens, mask):
+    def encode(params, query: jax.Array, tokens: jax.Array, mask: jax.Array) -> jax.Array:
         return module.apply(params, query, tokens, mask)
 
-    def update(state: EncoderState, query, tokens, mask, key, weights=None):
+    def update(state: EncoderState, query: jax.Array, tokens: jax.Array, mask: jax.Array,
+               key: jax.Array, weights: jax.Array | None = None) -> tuple[EncoderState, dict]:
+        if tokens.shape[-2:] != (K, D) or query.shape[-1] != D:
+            raise ValueError(f"expected tokens (T, B, {K}, {D}) and query (T, B, {D}), got "
+                             f"{tokens.shape} and {query.shape}")
         k_perm, k_drop = jax.random.split(key)
 
         def loss_fn(params):
