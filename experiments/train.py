@@ -12,7 +12,6 @@ Start the same command again after a kill: it resumes from the last checkpoint.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,16 +19,9 @@ from absl import app, flags
 
 from reda_jax import configs
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
+from reda_jax.experiment import ABLATIONS, build_config, load_or_collect, method_name
 from reda_jax.metrics_log import STAGES
 from reda_jax.run_info import prepare_run_dir, quiet_logs
-
-ABLATIONS = {
-    "none": {},
-    "wo_model": {"augmentation": "none"},
-    "wo_adv": {"augmentation": "random"},
-    "wo_up": {"lambda1": 0.0},
-    "wo_tc": {"lambda2": 0.0},
-}
 
 _TASK_SET = flags.DEFINE_enum("task_set", "inverted-pendulum-gravity", sorted(TASK_SETS),
                               "Task set.")
@@ -53,53 +45,6 @@ _FROM_STAGE = flags.DEFINE_enum("from_stage", None, list(STAGES),
                                 "Start at this stage, reusing --from_workdir's earlier stages.")
 _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None, "Run directory to reuse stages from.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
-
-
-def method_name(algo: str, ablation: str) -> str:
-    return algo if ablation == "none" else f"{algo}_{ablation}"
-
-
-def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str = "none",
-                 num_seeds: int | None = None, seed: int = 0, num_models: int | None = None,
-                 lambda1: float | None = None, lambda2: float | None = None,
-                 algo: str = "reda") -> configs.TrainConfig:
-    config = configs.train_preset(preset, task_set, num_checkpoints=num_checkpoints, seed=seed,
-                                  algo=algo)
-    rep = dataclasses.replace(config.representation, **ABLATIONS[ablation])
-    if lambda1 is not None:
-        rep = dataclasses.replace(rep, lambda1=lambda1)
-    if lambda2 is not None:
-        rep = dataclasses.replace(rep, lambda2=lambda2)
-    dyn = config.dynamics
-    if num_models is not None:
-        dyn = dataclasses.replace(dyn, num_models=num_models)
-    config = dataclasses.replace(config, representation=rep, dynamics=dyn)
-    if num_seeds is not None:
-        config = dataclasses.replace(config, num_seeds=num_seeds)
-    return config
-
-
-def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str):
-    """({train task: arrays}, {task: test arrays}); collects the data first if missing."""
-    from reda_jax.data.collect import run_collection
-    from reda_jax.data.datasets import load_datasets
-    from reda_jax.data.store import DatasetError
-    task_set = get_task_set(task_set_name)
-    collect_config = configs.collect_preset(preset, task_set_name)
-    root = Path(data_dir) / "datasets"
-
-    def load():
-        train = load_datasets(root, task_set, num_checkpoints, "train", collect_config,
-                              tasks=task_set.train_tasks)
-        test = load_datasets(root, task_set, num_checkpoints, "test", collect_config)
-        return ({k: v[0] for k, v in train.items()}, {k: v[0] for k, v in test.items()})
-
-    try:
-        return load()
-    except (FileNotFoundError, DatasetError) as e:
-        print(f"datasets not found in {root} ({e}); collecting them first")
-        run_collection(task_set_name, preset, data_dir)
-        return load()
 
 
 def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,

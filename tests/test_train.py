@@ -1,15 +1,13 @@
 """The training loop and app: end to end on smoke data, exact resume, reuse of stages,
 the NaN guard and the error messages."""
-import dataclasses
 import json
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
-from experiments.train import build_config, load_or_collect
+from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.metrics_log import read_metrics
 from reda_jax.train import NonFiniteError, Preempted, Trainer, check_finite, make_train_data

@@ -1,0 +1,63 @@
+"""Run-level helpers shared by the apps and tests: ablation presets, config building,
+finding or generating a task set's datasets."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from reda_jax import configs
+from reda_jax.envs.tasks import get_task_set
+
+ABLATIONS = {
+    "none": {},
+    "wo_model": {"augmentation": "none"},
+    "wo_adv": {"augmentation": "random"},
+    "wo_up": {"lambda1": 0.0},
+    "wo_tc": {"lambda2": 0.0},
+}
+
+def method_name(algo: str, ablation: str) -> str:
+    return algo if ablation == "none" else f"{algo}_{ablation}"
+
+
+def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str = "none",
+                 num_seeds: int | None = None, seed: int = 0, num_models: int | None = None,
+                 lambda1: float | None = None, lambda2: float | None = None,
+                 algo: str = "reda") -> configs.TrainConfig:
+    config = configs.train_preset(preset, task_set, num_checkpoints=num_checkpoints, seed=seed,
+                                  algo=algo)
+    rep = dataclasses.replace(config.representation, **ABLATIONS[ablation])
+    if lambda1 is not None:
+        rep = dataclasses.replace(rep, lambda1=lambda1)
+    if lambda2 is not None:
+        rep = dataclasses.replace(rep, lambda2=lambda2)
+    dyn = config.dynamics
+    if num_models is not None:
+        dyn = dataclasses.replace(dyn, num_models=num_models)
+    config = dataclasses.replace(config, representation=rep, dynamics=dyn)
+    if num_seeds is not None:
+        config = dataclasses.replace(config, num_seeds=num_seeds)
+    return config
+
+
+def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str):
+    """({train task: arrays}, {task: test arrays}); collects the data first if missing."""
+    from reda_jax.data.collect import run_collection
+    from reda_jax.data.datasets import load_datasets
+    from reda_jax.data.store import DatasetError
+    task_set = get_task_set(task_set_name)
+    collect_config = configs.collect_preset(preset, task_set_name)
+    root = Path(data_dir) / "datasets"
+
+    def load():
+        train = load_datasets(root, task_set, num_checkpoints, "train", collect_config,
+                              tasks=task_set.train_tasks)
+        test = load_datasets(root, task_set, num_checkpoints, "test", collect_config)
+        return ({k: v[0] for k, v in train.items()}, {k: v[0] for k, v in test.items()})
+
+    try:
+        return load()
+    except (FileNotFoundError, DatasetError) as e:
+        print(f"datasets not found in {root} ({e}); collecting them first")
+        run_collection(task_set_name, preset, data_dir)
+        return load()
