@@ -205,7 +205,7 @@ def _flops(compiled) -> float:
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
         cost = cost[0]
-    return float(cost["flops"])
+    return float(cost.get("flops", 0.0))
 
 
 def bench_acting(task_set) -> None:
@@ -267,6 +267,20 @@ def _synthetic_data(task_set, n: int, seed: int = 0) -> dict:
                 terminals=np.zeros(n, np.float32), truncations=done)
 
 
+def _scan_flops(lower, counts: tuple[int, ...]) -> float:
+    """FLOPs of a program with len(counts) scans of the given trip counts. XLA's cost
+    analysis counts a while-loop body once whatever its trip count, so each scan's
+    per-iteration cost is read off variants with trip counts 0 (no body) and 1 (inlined):
+    lower(trip counts) -> compiled."""
+    zeros = (0,) * len(counts)
+    base = _flops(lower(zeros))
+    total = base
+    for i, c in enumerate(counts):
+        one = tuple(1 if j == i else 0 for j in range(len(counts)))
+        total += c * (_flops(lower(one)) - base)
+    return total
+
+
 def bench_reda(task_set) -> None:
     """Per-stage throughput of the mini preset's epoch functions for 1 and 5 vmapped seeds,
     their FLOP rate against the practical peak, compile times, evaluation vs the bare
@@ -274,6 +288,7 @@ def bench_reda(task_set) -> None:
     import resource
     import tempfile
 
+    from reda_jax.algos.reda import make_reda
     from reda_jax.configs import train_preset
     from reda_jax.eval import protocols
     from reda_jax.train import Trainer, epoch_keys, make_train_data, seed_keys
@@ -304,21 +319,47 @@ def bench_reda(task_set) -> None:
             models = jax.jit(jax.vmap(r.init_models, in_axes=(0, None)))(k1, tr.dyn_data)
             rep = jax.jit(jax.vmap(r.init_representation))(k2)
             meta = jax.jit(jax.vmap(r.init_meta))(k3)
+            n_tasks = len(task_set.train_tasks)
+
+            def variant(cfg, dyn_steps=1, rew_steps=1):
+                return make_reda(cfg, task_set.obs_dim, task_set.act_dim, n_tasks,
+                                 task_set.termination_fn, dyn_steps, rew_steps)
+
+            def lower_dyn(c):
+                fn = jax.jit(jax.vmap(variant(config, *c).dynamics_epoch, in_axes=(0, None, 0)))
+                return fn.lower(models, tr.dyn_data, epoch_keys(k1, 1)).compile()
+
+            def lower_rep(c):
+                cfg = dataclasses.replace(config, representation=dataclasses.replace(
+                    config.representation, adversary_updates=c[0], encoder_updates=c[1]))
+                fn = jax.jit(jax.vmap(variant(cfg).representation_epoch, in_axes=(0, 0, None, 0)))
+                return fn.lower(rep, models, data.train, epoch_keys(k2, 1)).compile()
+
+            def lower_meta(c):
+                cfg = dataclasses.replace(config, meta=dataclasses.replace(
+                    config.meta, updates_per_epoch=c[0]))
+                fn = jax.jit(jax.vmap(variant(cfg).meta_epoch, in_axes=(0, 0, None, 0)))
+                return fn.lower(meta, rep.encoder.params, data.train, epoch_keys(k3, 1)).compile()
+
+            rcfg = config.representation
             stages = [
                 ("dynamics epoch", tr._dyn_epoch, lambda s: (s, tr.dyn_data, epoch_keys(k1, 1)), models,
-                 tr.reda_steps["dynamics"]),
+                 tr.reda_steps["dynamics"], lambda: _scan_flops(
+                     lower_dyn, (tr.reda_steps["dynamics"], tr.reda_steps["reward"]))),
                 ("representation epoch", tr._rep_epoch,
-                 lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None),
+                 lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None,
+                 lambda: _scan_flops(lower_rep, (rcfg.adversary_updates, rcfg.encoder_updates))),
                 ("meta-policy epoch", tr._meta_epoch,
                  lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
-                 config.meta.updates_per_epoch),
+                 config.meta.updates_per_epoch,
+                 lambda: _scan_flops(lower_meta, (config.meta.updates_per_epoch,))),
             ]
-            for label, fn, args, state, updates in stages:
+            for label, fn, args, state, updates, count_flops in stages:
+                flops = count_flops()
                 t = time.perf_counter()
                 compiled = fn.lower(*args(state)).compile()
                 t_compile = time.perf_counter() - t
                 compile_total[label] = compile_total.get(label, 0.0) + t_compile
-                flops = _flops(compiled)
                 state = jax.tree.map(jnp.copy, state)
                 out = compiled(*args(state))
                 jax.block_until_ready(out)
@@ -335,7 +376,7 @@ def bench_reda(task_set) -> None:
                     models = state
                 elif label.startswith("representation"):
                     rep = state
-                what = (f"{updates * seeds / best:,.0f} seed-updates/s, " if updates else "")
+                what = (f"{updates * seeds / best:,.1f} seed-updates/s, " if updates else "")
                 rows.append((f"{label}, {seeds} seed(s)",
                              f"{best:.2f} s/epoch, {what}{rate / 1e9:,.1f} GFLOP/s = "
                              f"{rate / peak:.0%} of peak; compile {t_compile:.1f} s"))
@@ -361,6 +402,12 @@ def bench_reda(task_set) -> None:
         res = json.load(open(path))
         total = sum(v for k, v in res["timing_s"].items() if k != "total_this_process")
         rows.append((f"mini run {path}", f"{total:,.0f} s ({res['num_seeds']} seeds)"))
+        history = os.path.join(os.path.dirname(path), "eval_history.jsonl")
+        evals = [json.loads(line) for line in open(history)]
+        steps = sum(e[p]["env_steps"] for e in evals for p in ("on_policy", "off_policy"))
+        wall = sum(e[p]["wall_time_s"] for e in evals for p in ("on_policy", "off_policy"))
+        rows.append((f"  its evaluations (trained policies, {len(evals)} x 2 protocols)",
+                     f"{steps / wall:,.0f} env steps/s"))
     report(rows)
 
 
