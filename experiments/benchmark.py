@@ -86,7 +86,7 @@ def bench_env(task_set) -> None:
     rates = {"bare simulator (mujoco.mj_step)": [], "bare gymnasium env (gym.make)": [],
              "our task env (make_env)": []}
     for _ in range(3):
-        model, data = raw.model, raw.data
+        model = raw.model
         t = time.perf_counter()
         for _ in range(_ENV_STEPS.value):
             raw._step_mujoco_simulation(np.zeros(model.nu), raw.frame_skip)
