@@ -7,7 +7,6 @@ adversary rewarded with the right sign (a lower InfoNCE score of the true task i
 reward) learns to steer into s_0 < 0, so the encoder identifies its rollouts' tasks less
 often. With the sign flipped it would steer the other way.
 """
-import dataclasses
 
 import jax
 import jax.numpy as jnp
