@@ -9,6 +9,7 @@ import pytest
 from reda_jax.data.context import make_device_dataset
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.eval import EvalResult, env_seed, evaluate, format_table, summarize
+from reda_jax.eval.protocols import History
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -195,6 +196,104 @@ def test_off_policy_context_is_a_fixed_window_of_the_tasks_test_data():
     assert not np.array_equal(np.asarray(other.contexts[0]), c)
 
 
+class HistRecorder(Recorder):
+    """A Recorder that also takes and copies the own-history argument."""
+
+    def __init__(self, act_dim):
+        super().__init__(act_dim)
+        self.hists = []
+
+    def __call__(self, params, query, context, mask, hist):
+        assert isinstance(hist, History)
+        self.hists.append(History(*(np.array(x) for x in hist)))
+        return super().__call__(params, query, context, mask)
+
+
+def replay_rewards(task, reset_seed, actions):
+    """Rewards (float64) of an env reset with reset_seed and driven by actions."""
+    env = task.make_env()
+    env.reset(seed=reset_seed)
+    return np.array([env.step(a)[1] for a in actions], np.float64)
+
+
+def check_history(rec, res, tasks, E, H):
+    """Every recorded History against the queries, actions and hand-replayed rewards: step
+    n - lag at position H-1-lag (zeros, mask 0 before the episode start)."""
+    q, a = np.stack(rec.queries), np.stack(rec.actions)
+    steps, S, M = q.shape[:3]
+    for n, hist in enumerate(rec.hists):
+        assert hist.tokens.shape == (S, M, H, q.shape[-1]) and hist.tokens.dtype == np.float32
+        assert hist.mask.shape == hist.returns_before.shape == hist.timesteps.shape == (S, M, H)
+        assert hist.mask.dtype == hist.returns_before.dtype == np.float32
+        assert hist.timesteps.dtype == np.int32
+        np.testing.assert_array_equal(hist.tokens[:, :, -1], q[n])  # the current token
+        for k in range(H):
+            lag = H - 1 - k
+            valid = lag <= n
+            np.testing.assert_array_equal(hist.mask[:, :, k], float(valid))
+            np.testing.assert_array_equal(hist.timesteps[:, :, k], n - lag if valid else 0)
+            if valid:
+                np.testing.assert_array_equal(hist.tokens[:, :, k], q[n - lag])
+            else:
+                assert (hist.tokens[:, :, k] == 0).all()
+                assert (hist.returns_before[:, :, k] == 0).all()
+    for s in range(S):
+        for t, task in enumerate(tasks):
+            for e in range(E):
+                m = t * E + e
+                r = replay_rewards(task, int(res.env_seeds[t, e]), a[:, s, m])
+                before = np.concatenate([[0.0], np.cumsum(r)[:-1]])  # return before step j
+                assert len(set(np.round(r, 6))) > 1  # rewards vary: not a step counter
+                for n, hist in enumerate(rec.hists):
+                    for k in range(max(0, H - 1 - n), H):
+                        np.testing.assert_allclose(hist.returns_before[s, m, k],
+                                                   before[n - (H - 1 - k)], rtol=1e-6)
+
+
+def test_history_on_policy_equals_the_context_when_h_equals_k():
+    """history = K: hist.tokens / mask are exactly the on-policy context and mask at every
+    step; returns_before is the return collected before each step (hopper rewards vary),
+    timesteps the step index; the history is passed as a fifth act_fn argument."""
+    K, S, E, steps = 4, 2, 1, 7
+    tasks = HOPPER.train_tasks[:2]
+    rec = HistRecorder(act_dim=3)
+    res = evaluate(tasks, rec, jnp.zeros((S, 1)), S, K, "on_policy", E, seed=4,
+                   max_steps=steps, history=K)
+    assert (res.lengths == steps).all() and len(rec.hists) == steps
+    for hist, c, m in zip(rec.hists, rec.contexts, rec.masks):
+        np.testing.assert_array_equal(hist.tokens, c)
+        np.testing.assert_array_equal(hist.mask, m)
+    check_history(rec, res, tasks, E, K)
+    # the last step's history by hand for one env: returns before steps 3..6
+    r = replay_rewards(tasks[1], int(res.env_seeds[1, 0]), np.stack(rec.actions)[:, 0, 1])
+    np.testing.assert_allclose(rec.hists[-1].returns_before[0, 1],
+                               [r[:3].sum(), r[:4].sum(), r[:5].sum(), r[:6].sum()], rtol=1e-6)
+    np.testing.assert_array_equal(rec.hists[-1].timesteps[0, 1], [3, 4, 5, 6])
+
+
+def test_history_is_the_own_episode_in_the_off_policy_protocol():
+    """Off-policy with H > K: the context stays the fixed data window while hist holds the
+    env's own last H steps (longer than the episode so far: left padding)."""
+    K, H, S, E, steps = 2, 5, 2, 2, 4
+    tasks = HOPPER.train_tasks[:2]
+    D = 11 + 3
+    data = {}
+    for t, task in enumerate(tasks):
+        d = make_test_data(100.0 * (t + 1))
+        d["observations"] = np.tile(d["observations"], (1, 3))[:, :11]
+        d["next_observations"] = d["observations"] + 1
+        d["actions"] = np.tile(d["actions"], (1, 3))
+        data[task.name] = d
+    rec = HistRecorder(act_dim=3)
+    res = evaluate(tasks, rec, None, S, K, "off_policy", E, seed=2, max_steps=steps,
+                   context_data=data, history=H)
+    assert (res.lengths == steps).all()
+    c = np.stack(rec.contexts)
+    assert c.shape == (steps, S, len(tasks) * E, K, D) and (c == c[0]).all()
+    assert rec.hists[-1].mask[0, 0].tolist() == [0, 1, 1, 1, 1]
+    check_history(rec, res, tasks, E, H)
+
+
 def test_errors():
     tasks = PENDULUM.train_tasks
     ok = lambda p, q, c, m: np.zeros(q.shape[:2] + (1,), np.float32)
@@ -208,6 +307,8 @@ def test_errors():
     with pytest.raises(ValueError, match="shape"):
         evaluate(tasks, lambda p, q, c, m: q[..., :1].reshape(-1, 1), None, 2, 2, "on_policy",
                  1, 0, max_steps=2)
+    with pytest.raises(ValueError, match="history"):
+        evaluate(tasks, ok, None, 1, 2, "on_policy", 1, 0, max_steps=2, history=-1)
     with pytest.raises(ValueError, match="leading seed axis"):
         evaluate(tasks, ok, jnp.zeros((3, 4)), 2, 2, "on_policy", 1, 0, max_steps=2)
 

@@ -18,13 +18,21 @@ current token. The context differs by protocol:
   seeded by ``seed`` and differ per policy seed, task and episode. (The public code erases
   these contexts, see reference section 8; we do not.)
 
+With ``history = H > 0`` (both protocols) the loop also keeps every env's own last H steps of
+the current episode and passes them as a fifth argument ``hist`` (a ``History``): tokens
+(S, M, H, D) right-aligned exactly like the on-policy context (current token at H-1, zeros and
+mask 0 before the episode start), mask (S, M, H), returns_before (S, M, H) float32 = the
+undiscounted return collected before that step (0 at step 0), timesteps (S, M, H) int32 = the
+step's index within the episode (0 on padding). A decision transformer reads it.
+
 Environment reset seeds depend on (seed, task index, episode index) only, so every policy seed
 meets the same initial states (a paired comparison: the spread over seeds is the policy's).
 
 Public API::
 
     evaluate(tasks, act_fn, params, num_seeds, window, protocol, num_episodes, seed,
-             max_steps=None, context_data=None) -> EvalResult
+             max_steps=None, context_data=None, history=0) -> EvalResult
+    History(tokens, mask, returns_before, timesteps)      (the fifth act_fn argument, history > 0)
     env_seed(seed, task_index, episode_index) -> int     (the reset seed evaluate uses)
     summarize(result, train_task_names=None) -> dict (JSON-able)
     format_table({protocol: summary}) -> str (markdown)
@@ -35,7 +43,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,12 +55,29 @@ from reda_jax.types import Transitions
 
 PROTOCOLS = ("on_policy", "off_policy")
 
-ActFn = Callable[[Any, np.ndarray, np.ndarray, np.ndarray], Any]
-"""(params (S, ...), query (S, M, D), context (S, M, K, D), mask (S, M, K)) -> actions
-(S, M, act_dim) in [-1, 1], deterministic. query, and in the on_policy protocol context and
-mask, are float32 numpy buffers that evaluate overwrites in place after the call returns (an
-act_fn must not keep references to them); the fixed off_policy context and mask are float32
-device arrays."""
+
+class History(NamedTuple):
+    """An env's own last H steps of the current episode, right-aligned (step t at H-1).
+
+    tokens: (S, M, H, D) float32, token j = (s_j, a_{j-1}) (a_{-1} = 0), zeros on padding
+    mask: (S, M, H) float32, 1 for real steps, 0 before the episode start
+    returns_before: (S, M, H) float32, undiscounted return collected before step j (0 at j=0)
+    timesteps: (S, M, H) int32, step index j within the episode (0 on padding)
+    """
+
+    tokens: np.ndarray
+    mask: np.ndarray
+    returns_before: np.ndarray
+    timesteps: np.ndarray
+
+
+ActFn = Callable[..., Any]
+"""(params (S, ...), query (S, M, D), context (S, M, K, D), mask (S, M, K)[, hist]) -> actions
+(S, M, act_dim) in [-1, 1], deterministic; hist (a `History`) is passed only when evaluate's
+history > 0. query, the fields of hist, and in the on_policy protocol context and mask, are
+numpy buffers (float32; hist.timesteps int32) that evaluate overwrites in place after the
+call returns (an act_fn must not keep references to them); the fixed off_policy context and
+mask are float32 device arrays."""
 
 # A fixed tag folded into the key of the off-policy context draws.
 _CONTEXT_KEY_TAG = 0x0FF
@@ -138,7 +163,8 @@ def _check_params(params: Any, num_seeds: int) -> None:
 def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: int,
              window: int, protocol: str, num_episodes: int, seed: int,
              max_steps: int | None = None,
-             context_data: Mapping[str, Any] | None = None) -> EvalResult:
+             context_data: Mapping[str, Any] | None = None,
+             history: int = 0) -> EvalResult:
     """Runs num_episodes deterministic episodes per task and policy seed (module doc).
 
     tasks: the T tasks (same obs/act dims); envs come from ``task.make_env()``.
@@ -150,6 +176,8 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
     max_steps: cut episodes after this many steps (None: the env's own time limit only).
     context_data: off_policy only: {task name: DeviceDataset | Transitions | dict of arrays
         | (arrays, metadata)} of that task's test (unseen-checkpoint) data.
+    history: H; > 0 passes the env's own last H steps to act_fn as a fifth argument
+        (``History``, module doc); 0 (default) calls act_fn with four arguments.
     An episode ends at terminated, truncated or max_steps; finished envs are not stepped.
     """
     t0 = time.perf_counter()
@@ -161,12 +189,14 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
     for name, v in (("num_seeds", num_seeds), ("window", window), ("num_episodes", num_episodes)):
         if int(v) < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
+    if int(history) < 0:
+        raise ValueError(f"history must be >= 0, got {history}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be None or >= 1, got {max_steps}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     _check_params(params, num_seeds)
-    S, T, E, K = int(num_seeds), len(tasks), int(num_episodes), int(window)
+    S, T, E, K, H = int(num_seeds), len(tasks), int(num_episodes), int(window), int(history)
     M = T * E
     limit = math.inf if max_steps is None else int(max_steps)
 
@@ -195,6 +225,12 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
     else:
         context, mask = _off_policy_contexts(tasks, context_data, S, E, K, seed, obs_dim, act_dim)
 
+    if H:
+        hist = History(tokens=np.zeros((S, M, H, D), np.float32),
+                       mask=np.zeros((S, M, H), np.float32),
+                       returns_before=np.zeros((S, M, H), np.float32),
+                       timesteps=np.zeros((S, M, H), np.int32))
+
     returns = np.zeros(S * M, np.float64)
     lengths = np.zeros(S * M, np.int64)
     alive = list(range(S * M))
@@ -206,7 +242,16 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
             context[:, :, -1] = query
             mask[:, :, :-1] = mask[:, :, 1:]
             mask[:, :, -1] = 1.0
-        actions = np.asarray(act_fn(params, query, context, mask))
+        if H:
+            for buf in hist:
+                buf[:, :, :-1] = buf[:, :, 1:]
+            hist.tokens[:, :, -1] = query
+            hist.mask[:, :, -1] = 1.0
+            hist.returns_before[:, :, -1] = returns.reshape(S, M)  # collected before this step
+            hist.timesteps[:, :, -1] = lengths.reshape(S, M)       # steps taken so far
+            actions = np.asarray(act_fn(params, query, context, mask, hist))
+        else:
+            actions = np.asarray(act_fn(params, query, context, mask))
         if actions.shape != expected:
             raise ValueError(f"act_fn returned actions of shape {actions.shape}, "
                              f"expected (S, M, act_dim) = {expected}")
