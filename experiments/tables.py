@@ -1,0 +1,534 @@
+"""The paper's Tables 1-5 from finished run directories, next to the paper's numbers.
+
+  python -m experiments.tables --runs=runs                       # print; write runs/tables.md + CSVs
+  python -m experiments.tables --runs=runs --out=reports --format=csv
+
+Walks --runs recursively for results.json (written by experiments.train) and groups the runs
+by (task_set, num_checkpoints, method, num_models). Runs of one group with different base
+seeds are pooled: their per-seed values are concatenated (a base seed seen twice in a group is
+counted once). A cell is mean ± std over the pooled seeds (population std, ddof=0, as in
+reda_jax.eval.protocols.summarize) of each seed's average return over all tasks of the task
+set (train and unseen multipliers: protocols[p]["all_tasks"]["per_seed"]), shown as
+"ours (number of seeds) / paper".
+
+* Table 1 / Table 2: OM-BC, OM-SAC, CORRO, FOCAL, PromptDT, ReDA; on- / off-policy protocol.
+* Table 3 (w/o model, w/o adv., ReDA) and Table 4 (w/o UP, w/o TC, ReDA): off-policy
+  protocol, as in the paper (its ReDA column repeats Table 2's means).
+* Table 5: ReDA with 1 / 3 / 5 dynamics models, one row per protocol.
+
+Tables 1-4 use the runs with the default number of dynamics models. Rows appear only for the
+task sets (and checkpoint counts) that have runs; the Average row averages our row means over
+the rows a column has, and the paper's numbers over the same rows. Writes tables.md,
+table1.csv ... table5.csv (and per_task.md / per_task.csv, the return per task) to --out
+(default: --runs).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from absl import app, flags
+
+from reda_jax import paper_results as paper
+from reda_jax.configs import DynamicsConfig
+
+PROTOCOLS = ("on_policy", "off_policy")
+DEFAULT_NUM_MODELS = DynamicsConfig().num_models
+# Config fields that may differ between runs that are pooled into one cell.
+_POOLABLE_FIELDS = ("seed", "num_seeds", "checkpoint_interval_s")
+
+GroupKey = tuple  # (task_set, num_checkpoints, method, num_models)
+
+
+# ----------------------------------------------------------------------------------------
+# Reading run directories.
+
+@dataclasses.dataclass
+class Run:
+    """One run directory's final results."""
+
+    path: Path
+    task_set: str
+    num_checkpoints: int
+    method: str
+    num_models: int
+    base_seed: int | None
+    per_seed: dict[str, list[float]]          # protocol -> all-task average return per seed
+    per_task: dict[str, dict[str, list[float]]]  # protocol -> task -> per-seed return
+    groups: dict[str, dict[str, list[float]]]  # protocol -> train_tasks/unseen_tasks -> per seed
+    train_config: dict
+
+    @property
+    def key(self) -> GroupKey:
+        return (self.task_set, self.num_checkpoints, self.method, self.num_models)
+
+
+def method_of(results: Mapping[str, Any], train_config: Mapping[str, Any]) -> str:
+    """results["method"], or (older results.json) derived from the algo and the ablation
+    settings of the config."""
+    if results.get("method"):
+        return str(results["method"])
+    algo = results.get("algo") or train_config.get("algo", "reda")
+    if algo != "reda":
+        return algo
+    rep = train_config.get("representation", {})
+    aug = results.get("augmentation") or rep.get("augmentation", "adversarial")
+    if aug == "none":
+        return "reda_wo_model"
+    if aug == "random":
+        return "reda_wo_adv"
+    if rep.get("lambda1", 1.0) == 0.0:
+        return "reda_wo_up"
+    if rep.get("lambda2", 1.0) == 0.0:
+        return "reda_wo_tc"
+    return "reda"
+
+
+def load_run(results_path: str | Path) -> Run:
+    results_path = Path(results_path)
+    results = json.loads(results_path.read_text())
+    cfg_path = results_path.parent / "config.json"
+    config = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    train = config.get("train", {})
+    num_models = results.get("num_models")
+    if num_models is None:
+        num_models = train.get("dynamics", {}).get("num_models", DEFAULT_NUM_MODELS)
+    per_seed, per_task, groups = {}, {}, {}
+    for p, summary in results.get("protocols", {}).items():
+        per_seed[p] = [float(v) for v in summary["all_tasks"]["per_seed"]]
+        per_task[p] = {t: [float(v) for v in s["per_seed"]]
+                       for t, s in summary.get("tasks", {}).items()}
+        groups[p] = {g: [float(v) for v in summary[g]["per_seed"]]
+                     for g in ("train_tasks", "unseen_tasks") if g in summary}
+    return Run(path=results_path.parent,
+               task_set=str(results.get("task_set") or train["task_set"]),
+               num_checkpoints=int(results.get("num_checkpoints") or train["num_checkpoints"]),
+               method=method_of(results, train), num_models=int(num_models),
+               base_seed=train.get("seed", results.get("seed")),
+               per_seed=per_seed, per_task=per_task, groups=groups, train_config=train)
+
+
+def find_runs(root: str | Path) -> list[Run]:
+    """Every run under `root` (recursively) that has a results.json, in path order."""
+    return [load_run(p) for p in sorted(Path(root).rglob("results.json"))]
+
+
+# ----------------------------------------------------------------------------------------
+# Pooling runs into groups.
+
+@dataclasses.dataclass
+class Group:
+    key: GroupKey
+    runs: list[Run]
+
+    def _pool(self, get) -> np.ndarray:
+        return np.asarray([v for r in self.runs for v in get(r)], np.float64)
+
+    def per_seed(self, protocol: str) -> np.ndarray:
+        """The pooled per-seed all-task average returns of `protocol`."""
+        return self._pool(lambda r: r.per_seed.get(protocol, []))
+
+    def per_task(self, protocol: str, task: str) -> np.ndarray:
+        return self._pool(lambda r: r.per_task.get(protocol, {}).get(task, []))
+
+    def per_group(self, protocol: str, group: str) -> np.ndarray:
+        return self._pool(lambda r: r.groups.get(protocol, {}).get(group, []))
+
+    @property
+    def tasks(self) -> list[str]:
+        out: list[str] = []
+        for r in self.runs:
+            for p in r.per_task.values():
+                out += [t for t in p if t not in out]
+        return out
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _signature(run: Run) -> dict[str, Any]:
+    return {k: v for k, v in _flatten(run.train_config).items() if k not in _POOLABLE_FIELDS}
+
+
+def group_runs(runs: Iterable[Run], warn=None) -> dict[GroupKey, Group]:
+    """Groups runs by key. Of two runs of a group with the same base seed only the first is
+    kept; runs whose configs differ in more than the seeds are pooled with a warning."""
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    out: dict[GroupKey, Group] = {}
+    for run in runs:
+        group = out.setdefault(run.key, Group(run.key, []))
+        dup = [r for r in group.runs
+               if run.base_seed is not None and r.base_seed == run.base_seed]
+        if dup:
+            warn(f"{run.path} repeats base seed {run.base_seed} of {dup[0].path}; ignored")
+            continue
+        if group.runs:
+            a, b = _signature(group.runs[0]), _signature(run)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            if diff:
+                warn(f"{run.path} and {group.runs[0].path} are pooled but their configs differ "
+                     f"in {', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}")
+        group.runs.append(run)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Table layouts.
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float
+    n: int
+
+    @staticmethod
+    def of(values: Sequence[float]) -> "Stat | None":
+        v = np.asarray(values, np.float64)
+        if v.size == 0:
+            return None
+        return Stat(float(v.mean()), float(v.std()), int(v.size))
+
+
+@dataclasses.dataclass
+class Row:
+    label: str
+    task_set: str
+    num_checkpoints: int
+    protocol: str
+    ours: dict[str, Stat | None]
+    paper: dict[str, paper.PaperCell | None]
+
+
+@dataclasses.dataclass
+class Table:
+    name: str              # "table1"
+    title: str
+    caption: str
+    columns: tuple[str, ...]
+    column_labels: dict[str, str]
+    rows: list[Row]
+
+    @property
+    def protocols(self) -> list[str]:
+        out: list[str] = []
+        for r in self.rows:
+            if r.protocol not in out:
+                out.append(r.protocol)
+        return out
+
+    def averages(self, protocol: str | None = None
+                 ) -> dict[str, tuple[float | None, float | None, int]]:
+        """Per column: (our mean of row means, the paper's mean over the same rows or None
+        if the paper lacks one of them, number of rows), over the rows of `protocol`
+        (default: the table's only protocol)."""
+        if protocol is None:
+            if len(self.protocols) > 1:
+                raise ValueError(f"{self.name} has rows of several protocols: pass protocol=")
+            protocol = self.protocols[0] if self.protocols else None
+        out = {}
+        for c in self.columns:
+            rows = [r for r in self.rows if r.ours.get(c) is not None and r.protocol == protocol]
+            if not rows:
+                out[c] = (None, None, 0)
+                continue
+            ours = float(np.mean([r.ours[c].mean for r in rows]))
+            papers = [r.paper.get(c) for r in rows]
+            theirs = (float(np.mean([p.mean for p in papers]))
+                      if all(p is not None for p in papers) else None)
+            out[c] = (ours, theirs, len(rows))
+        return out
+
+
+def _row_order(keys: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    order = {t: i for i, t in enumerate(paper.PAPER_TASK_SETS)}
+    return sorted(set(keys), key=lambda k: (order.get(k[0], len(order)), k[0], k[1]))
+
+
+def _label(task_set: str, k: int) -> str:
+    try:
+        return paper.row_name(task_set, k)
+    except ValueError:
+        return f"{task_set}-{k}"
+
+
+_STD_NOTE = ("Cells: ours = mean ± std over seeds (population std) of each seed's average "
+             "return over all tasks of the task set (train and unseen), (n) = seeds pooled over "
+             "runs; paper = the paper's number for the row ('–': none).")
+
+
+def method_table(name: str, groups: Mapping[GroupKey, Group]) -> Table:
+    """Tables 1-4: rows = the (task set, checkpoints) present for any of the table's
+    methods (default number of models), columns = the paper's methods."""
+    spec = paper.TABLES[name]
+    protocol = spec.protocol
+    # Tables 3-4 show a row only where an ablation ran (not for every ReDA run).
+    defining = [m for m in spec.columns if m != "reda"] if name in ("table3", "table4") \
+        else spec.columns
+    present = [(ts, k) for (ts, k, m, n) in groups if m in defining
+               and n == DEFAULT_NUM_MODELS]
+    rows = []
+    for ts, k in _row_order(present):
+        label = _label(ts, k)
+        ours = {}
+        for m in spec.columns:
+            g = groups.get((ts, k, m, DEFAULT_NUM_MODELS))
+            ours[m] = Stat.of(g.per_seed(protocol)) if g else None
+        rows.append(Row(label, ts, k, protocol,
+                        ours, {m: paper.lookup(name, label, m) for m in spec.columns}))
+    plabel = paper.PROTOCOL_LABELS[protocol]
+    caption = f"{spec.caption}. Protocol: {plabel}."
+    if name in ("table3", "table4"):
+        caption += (" (The paper prints these ablations without a protocol; they are "
+                    "off-policy numbers: its ReDA column equals Table 2's.)")
+    if spec.average:
+        caption += (" Paper's printed Average over its 21 rows: " + ", ".join(
+            f"{paper.METHOD_LABELS[m]} {v:.1f}" for m, v in spec.average.items()) + ".")
+    return Table(name, f"Table {spec.number}", caption + " " + _STD_NOTE, spec.columns,
+                 {m: paper.METHOD_LABELS[m] for m in spec.columns}, rows)
+
+
+def models_table(groups: Mapping[GroupKey, Group]) -> Table:
+    """Table 5: ReDA with different numbers of dynamics models; one row per (task set,
+    checkpoints) that has a non-default number of models, and per protocol."""
+    spec = paper.TABLES["table5"]
+    counts = sorted({int(c) for c in spec.columns} | {n for (_, _, m, n) in groups if m == "reda"})
+    present = [(ts, k) for (ts, k, m, n) in groups if m == "reda" and n != DEFAULT_NUM_MODELS]
+    columns = tuple(str(n) for n in counts)
+    rows = []
+    for ts, k in _row_order(present):
+        label = _label(ts, k)
+        for protocol in PROTOCOLS:
+            ours = {}
+            for c in columns:
+                g = groups.get((ts, k, "reda", int(c)))
+                ours[c] = Stat.of(g.per_seed(protocol)) if g else None
+            rows.append(Row(f"{label} ({paper.PROTOCOL_LABELS[protocol]})", ts, k, protocol,
+                            ours, {c: paper.lookup("table5", label, c, protocol)
+                                   for c in columns}))
+    caption = (f"{spec.caption} (ReDA; {DEFAULT_NUM_MODELS} models is the default, the ReDA "
+               "column of Tables 1-2). Protocol: per row. " + _STD_NOTE)
+    return Table("table5", "Table 5", caption, columns,
+                 {c: f"{c} model{'s' if c != '1' else ''}" for c in columns}, rows)
+
+
+def build_tables(groups: Mapping[GroupKey, Group]) -> list[Table]:
+    return [method_table(n, groups) for n in ("table1", "table2", "table3", "table4")] + [
+        models_table(groups)]
+
+
+def _fmt_ours(s: Stat | None, precision: int = 1) -> str:
+    return "–" if s is None else f"{s.mean:.{precision}f} ± {s.std:.{precision}f} ({s.n})"
+
+
+def _fmt_paper(c: paper.PaperCell | None, precision: int = 1) -> str:
+    return "–" if c is None else c.format(precision)
+
+
+def format_markdown(table: Table) -> str:
+    lines = [f"### {table.title}", "", table.caption, ""]
+    if not table.rows:
+        return "\n".join(lines + ["(no runs for this table)", ""])
+    lines.append("| Task Type | " + " | ".join(
+        f"{table.column_labels[c]} (ours / paper)" for c in table.columns) + " |")
+    lines.append("|---|" + "---|" * len(table.columns))
+    for r in table.rows:
+        lines.append(f"| {r.label} | " + " | ".join(
+            f"{_fmt_ours(r.ours[c])} / {_fmt_paper(r.paper[c])}" for c in table.columns) + " |")
+    def avg_cell(ours, theirs, n):
+        if ours is None:
+            return "–"
+        return (f"{ours:.1f} [{n} row{'s' if n != 1 else ''}] / "
+                f"{'–' if theirs is None else f'{theirs:.1f}'}")
+
+    for p in table.protocols:
+        avg = table.averages(p)
+        label = ("Average" if len(table.protocols) == 1
+                 else f"Average ({paper.PROTOCOL_LABELS[p]})")
+        lines.append(f"| {label} | " + " | ".join(avg_cell(*avg[c]) for c in table.columns)
+                     + " |")
+    return "\n".join(lines + [""])
+
+
+CSV_FIELDS = ("table", "row", "task_set", "num_checkpoints", "protocol", "column", "label",
+              "ours_mean", "ours_std", "num_seeds", "num_rows", "paper_mean", "paper_std")
+
+
+def _num(x):
+    return "" if x is None else x
+
+
+def csv_rows(table: Table) -> list[dict]:
+    out = []
+    for r in table.rows:
+        for c in table.columns:
+            s, p = r.ours[c], r.paper[c]
+            out.append({"table": table.name, "row": r.label, "task_set": r.task_set,
+                        "num_checkpoints": r.num_checkpoints, "protocol": r.protocol,
+                        "column": c, "label": table.column_labels[c],
+                        "ours_mean": _num(s and s.mean), "ours_std": _num(s and s.std),
+                        "num_seeds": _num(s and s.n), "num_rows": "",
+                        "paper_mean": _num(p and p.mean), "paper_std": _num(p and p.std)})
+    for p in table.protocols:
+        for c, (ours, theirs, n) in table.averages(p).items():
+            out.append({"table": table.name, "row": "Average", "task_set": "",
+                        "num_checkpoints": "", "protocol": p,
+                        "column": c, "label": table.column_labels[c],
+                        "ours_mean": _num(ours), "ours_std": "", "num_seeds": "",
+                        "num_rows": n, "paper_mean": _num(theirs), "paper_std": ""})
+    return out
+
+
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(csv_rows(table))
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------
+# Per-task breakdown.
+
+def _unseen_tasks(task_set: str) -> set[str]:
+    from reda_jax.envs.tasks import TASK_SETS
+    ts = TASK_SETS.get(task_set)
+    return {t.name for t in ts.test_tasks} if ts else set()
+
+
+def per_task_tables(groups: Mapping[GroupKey, Group]) -> tuple[str, list[dict]]:
+    """Markdown and CSV rows: for every (task set, checkpoints), protocol and task, the
+    return of every method (default number of models) as mean ± std (n) over seeds."""
+    order = list(paper.METHOD_LABELS)
+    lines, rows = [], []
+    for ts, k in _row_order((ts, k) for (ts, k, _, _) in groups):
+        gs = {m: g for (t, kk, m, n), g in groups.items()
+              if t == ts and kk == k and n == DEFAULT_NUM_MODELS}
+        if not gs:
+            continue
+        methods = sorted(gs, key=lambda m: (order.index(m) if m in order else len(order), m))
+        tasks: list[str] = []
+        for g in gs.values():
+            tasks += [t for t in g.tasks if t not in tasks]
+        unseen = _unseen_tasks(ts)
+        for protocol in PROTOCOLS:
+            lines += [f"### {_label(ts, k)}, {paper.PROTOCOL_LABELS[protocol]} protocol", "",
+                      "| task | " + " | ".join(paper.METHOD_LABELS.get(m, m) for m in methods)
+                      + " |", "|---|" + "---|" * len(methods)]
+            entries = [(f"{t} (unseen)" if t in unseen else t,
+                        lambda g, t=t: g.per_task(protocol, t)) for t in tasks] + [
+                (f"{name} (avg)", lambda g, grp=grp: g.per_group(protocol, grp))
+                for grp, name in (("train_tasks", "train tasks"),
+                                  ("unseen_tasks", "unseen tasks"))] + [
+                ("all tasks (avg)", lambda g: g.per_seed(protocol))]
+            for label, get in entries:
+                stats = {m: Stat.of(get(gs[m])) for m in methods}
+                if all(s is None for s in stats.values()):
+                    continue
+                lines.append(f"| {label} | " + " | ".join(_fmt_ours(stats[m]) for m in methods)
+                             + " |")
+                for m in methods:
+                    s = stats[m]
+                    rows.append({"task_set": ts, "num_checkpoints": k, "protocol": protocol,
+                                 "task": label, "method": m, "mean": _num(s and s.mean),
+                                 "std": _num(s and s.std), "num_seeds": _num(s and s.n)})
+            lines.append("")
+    return "\n".join(lines), rows
+
+
+# ----------------------------------------------------------------------------------------
+# The app.
+
+def runs_summary(groups: Mapping[GroupKey, Group], root: Path) -> str:
+    lines = ["### Runs", "", "| task set | ckpt | method | models | seeds | run directories |",
+             "|---|---|---|---|---|---|"]
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
+        g = groups[key]
+        n = max((len(v) for v in [g.per_seed(p) for p in PROTOCOLS]), default=0)
+        dirs = ", ".join(str(_rel(r.path, root)) for r in g.runs)
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | {dirs} |")
+    return "\n".join(lines + [""])
+
+
+def _rel(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return path
+
+
+def make_report(runs_dir: str | Path, out_dir: str | Path | None = None,
+                fmt: str = "both", per_task: bool = True, echo=print) -> list[Table]:
+    """Reads the runs, prints the markdown tables and writes the files; returns the tables."""
+    runs_dir = Path(runs_dir)
+    out = Path(out_dir) if out_dir else runs_dir
+    warnings: list[str] = []
+
+    def warn(msg):
+        warnings.append(msg)
+        print(f"warning: {msg}", file=sys.stderr)
+
+    runs = find_runs(runs_dir)
+    if not runs:
+        raise FileNotFoundError(f"no results.json under {runs_dir}")
+    groups = group_runs(runs, warn)
+    tables = build_tables(groups)
+    md = "\n".join([f"## Results of {len(runs)} runs under {runs_dir} vs. the ReDA paper", ""]
+                   + [format_markdown(t) for t in tables] + [runs_summary(groups, runs_dir)])
+    if warnings:
+        md += "\n### Warnings\n\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
+    echo(md)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    if fmt in ("markdown", "both"):
+        files["tables.md"] = md
+    if fmt in ("csv", "both"):
+        files.update({f"{t.name}.csv": to_csv(t) for t in tables})
+    if per_task:
+        text, rows = per_task_tables(groups)
+        if fmt in ("markdown", "both"):
+            files["per_task.md"] = "## Return per task (mean ± std (seeds))\n\n" + text
+        if fmt in ("csv", "both") and rows:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+            files["per_task.csv"] = buf.getvalue()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    echo(f"wrote {', '.join(files)} to {out}")
+    return tables
+
+
+def define_flags() -> None:
+    """Defined on demand (not at import) so that tests can import several apps at once."""
+    flags.DEFINE_string("runs", "runs", "Directory searched recursively for results.json.")
+    flags.DEFINE_string("out", None, "Where to write tables.md and the CSVs; default --runs.")
+    flags.DEFINE_enum("format", "both", ["markdown", "csv", "both"], "Files to write.")
+    flags.DEFINE_bool("per_task", True, "Also write per_task.md / per_task.csv.")
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    try:
+        make_report(f.runs, f.out, f["format"].value, f.per_task)
+    except FileNotFoundError as e:
+        raise app.UsageError(str(e))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
