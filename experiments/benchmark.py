@@ -288,7 +288,7 @@ def bench_reda(task_set) -> None:
     import resource
     import tempfile
 
-    from reda_jax.algos.reda import make_reda
+    from reda_jax.methods import make_method
     from reda_jax.configs import train_preset
     from reda_jax.eval import protocols
     from reda_jax.train import Trainer, epoch_keys, make_train_data, seed_keys
@@ -314,20 +314,20 @@ def bench_reda(task_set) -> None:
             meta=dataclasses.replace(base.meta, updates_per_epoch=100))
         with tempfile.TemporaryDirectory() as tmp:
             tr = Trainer(config, data, tmp, show_progress=False)
-            r = tr.reda
+            r = tr.method
             k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
-            models = jax.jit(jax.vmap(r.init_models, in_axes=(0, None)))(k1, tr.dyn_data)
+            models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, tr.stage1_data)
             rep = jax.jit(jax.vmap(r.init_representation))(k2)
             meta = jax.jit(jax.vmap(r.init_meta))(k3)
             n_tasks = len(task_set.train_tasks)
 
             def variant(cfg, dyn_steps=1, rew_steps=1):
-                return make_reda(cfg, task_set.obs_dim, task_set.act_dim, n_tasks,
-                                 task_set.termination_fn, dyn_steps, rew_steps)
+                return make_method(cfg, task_set.obs_dim, task_set.act_dim, n_tasks,
+                                   task_set.termination_fn, dyn_steps, rew_steps)
 
             def lower_dyn(c):
-                fn = jax.jit(jax.vmap(variant(config, *c).dynamics_epoch, in_axes=(0, None, 0)))
-                return fn.lower(models, tr.dyn_data, epoch_keys(k1, 1)).compile()
+                fn = jax.jit(jax.vmap(variant(config, *c).stage1_epoch, in_axes=(0, None, 0)))
+                return fn.lower(models, tr.stage1_data, epoch_keys(k1, 1)).compile()
 
             def lower_rep(c):
                 cfg = dataclasses.replace(config, representation=dataclasses.replace(
@@ -343,7 +343,7 @@ def bench_reda(task_set) -> None:
 
             rcfg = config.representation
             stages = [
-                ("dynamics epoch", tr._dyn_epoch, lambda s: (s, tr.dyn_data, epoch_keys(k1, 1)), models,
+                ("dynamics epoch", tr._stage1_epoch, lambda s: (s, tr.stage1_data, epoch_keys(k1, 1)), models,
                  tr.reda_steps["dynamics"], lambda: _scan_flops(
                      lower_dyn, (tr.reda_steps["dynamics"], tr.reda_steps["reward"]))),
                 ("representation epoch", tr._rep_epoch,
@@ -381,7 +381,7 @@ def bench_reda(task_set) -> None:
                              f"{best:.2f} s/epoch, {what}{rate / 1e9:,.1f} GFLOP/s = "
                              f"{rate / peak:.0%} of peak; compile {t_compile:.1f} s"))
             # Evaluation: 5 tasks x 3 episodes per seed, one batched policy call per step.
-            params = (meta.sac.actor_params, rep.encoder.params)
+            params = (meta, rep.encoder.params)
             act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
             res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
                                      config.encoder.window, "on_policy", 3, 0, max_steps=200)

@@ -1,12 +1,13 @@
-"""Train and evaluate ReDA (or an ablation) on a task set.
+"""Train and evaluate ReDA (or an ablation, or a baseline) on a task set.
 
   python -m experiments.train --task_set=hopper-gravity --checkpoints=1 --preset=mini
   python -m experiments.train --task_set=hopper-gravity --checkpoints=1 --preset=mini --ablation=wo_model
+  python -m experiments.train --task_set=hopper-gravity --checkpoints=1 --preset=mini --algo=focal
 
 Finds the offline datasets in --data_dir (default runs/data/<preset>/<task_set>) or
-generates them there first (experiments.collect). Runs stage 1 (dynamics), stage 2
-(adversarial augmentation + encoder), stage 3 (meta-policy) with all seeds vmapped, then
-evaluates both protocols in the simulator; prints the table and writes results.json.
+generates them there first (experiments.collect). Runs the method's stages (ReDA: dynamics,
+adversarial augmentation + encoder, meta-policy; see reda_jax.methods) with all seeds
+vmapped, then evaluates both protocols in the simulator; prints the table and writes results.json.
 Start the same command again after a kill: it resumes from the last checkpoint.
 `--from_stage=representation --from_workdir=DIR` reuses DIR's finished dynamics models.
 """
@@ -27,7 +28,8 @@ _TASK_SET = flags.DEFINE_enum("task_set", "inverted-pendulum-gravity", sorted(TA
                               "Task set.")
 _CHECKPOINTS = flags.DEFINE_enum("checkpoints", "1", ["1", "3", "5"],
                                  "Behavior checkpoints in the training data.")
-_ALGO = flags.DEFINE_enum("algo", "reda", ["reda"], "Method.")
+_ALGO = flags.DEFINE_enum("algo", "reda", list(configs.ALGOS),
+                          "Method: reda, or a baseline (om_sac, om_bc, focal, corro, prompt_dt).")
 _ABLATION = flags.DEFINE_enum("ablation", "none", list(ABLATIONS),
                               "ReDA ablation: wo_model (no model augmentation), wo_adv (uniform "
                               "random rollout policy), wo_up (lambda1=0), wo_tc (lambda2=0).")
@@ -60,27 +62,32 @@ def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,
         reuse_stages(run_dir, Path(from_workdir), from_stage)
     data = make_train_data(get_task_set(config.task_set), train, test)
     results = Trainer(config, data, run_dir, show_progress=show_progress).run()
-    print(f"\n{config.algo} ({config.representation.augmentation} augmentation) on "
-          f"{config.task_set}, {config.num_checkpoints} checkpoint(s), {config.num_seeds} seeds, "
-          f"epoch {results['epoch']}: return per task (mean ± std over seeds)")
+    print(f"\n{results['method']} on {config.task_set}, {config.num_checkpoints} checkpoint(s), "
+          f"{config.num_seeds} seeds, epoch {results['epoch']}: return per task "
+          f"(mean ± std over seeds)")
     print(results_table(results))
     acc = results["encoder_accuracy"]
-    print("encoder task-id accuracy: train windows "
-          f"{acc['train_task_id_accuracy']['mean']:.3f}, unseen-checkpoint windows "
-          f"{acc['test_task_id_accuracy']['mean']:.3f}")
+    if acc:
+        print("encoder task-id accuracy: train windows "
+              f"{acc['train_task_id_accuracy']['mean']:.3f}, unseen-checkpoint windows "
+              f"{acc['test_task_id_accuracy']['mean']:.3f}")
     print(f"results: {run_dir / 'results.json'}")
     return results
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     quiet_logs()
     if _FROM_STAGE.value and not _FROM_WORKDIR.value:
         sys.exit("--from_stage needs --from_workdir")
     k = int(_CHECKPOINTS.value)
-    config = build_config(_TASK_SET.value, _PRESET.value, k, _ABLATION.value, _NUM_SEEDS.value,
-                          _SEED.value, _NUM_MODELS.value, _LAMBDA1.value, _LAMBDA2.value,
-                          _ALGO.value)
+    try:
+        config = build_config(_TASK_SET.value, _PRESET.value, k, _ABLATION.value,
+                              _NUM_SEEDS.value, _SEED.value, _NUM_MODELS.value, _LAMBDA1.value,
+                              _LAMBDA2.value, _ALGO.value)
+    except ValueError as e:
+        raise app.UsageError(str(e))
     method = method_name(_ALGO.value, _ABLATION.value)
     workdir = _WORKDIR.value or (f"runs/{config.task_set}/{method}/"
                                  f"{_PRESET.value}-ckpt{k}-seed{config.seed}")

@@ -247,6 +247,115 @@ class MetaPolicyConfig:
     """Evaluate both protocols every this many epochs (and after the last)."""
 
 
+ALGOS = ("reda", "om_sac", "om_bc", "focal", "corro", "prompt_dt")
+
+
+@dataclasses.dataclass(frozen=True)
+class FocalConfig:
+    """FOCAL's context encoder and distance-metric loss (FOCAL-ICLR code, reference s.1)."""
+
+    hidden_dims: tuple[int, ...] = (200, 200, 200)
+    """Hidden widths of the per-transition MLP (FOCAL: 3x200, ReLU)."""
+    z_dim: int = 20
+    """Task representation size (FOCAL: latent_size 20, tanh output)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the encoder (FOCAL: 3e-4)."""
+    contexts_per_task: int = 16
+    """Context windows per task and update; all T * contexts_per_task windows are paired."""
+    loss_weight: float = 10.0
+    """z_loss_weight (FOCAL-ICLR: 10)."""
+    positive_eps: float = 1e-3
+    """Inside the square root of a positive pair's term sqrt(D + eps) (FOCAL: 1e-3)."""
+    negative_eps: float = 0.1
+    """Added to D in a negative pair's term 1 / (D + eps) (FOCAL: 100 * 1e-3)."""
+    num_epochs: int = 100
+    """Encoder training epochs (stage 2)."""
+    updates_per_epoch: int = 1000
+    """Encoder gradient steps per epoch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CorroConfig:
+    """CORRO's bi-level encoder, negative generator and InfoNCE (PKU-RL/CORRO, reference s.2)."""
+
+    hidden_dims: tuple[int, ...] = (128, 128)
+    """Hidden widths of the transition encoder E1 (CORRO hopper/walker: 2x128)."""
+    z_dim: int = 40
+    """Task representation size, L2-normalised (CORRO hopper: 40)."""
+    negatives: str = "generative"
+    """'generative' (CVAE decoder with z ~ N(0, I)) or 'noise' (s' + Gaussian noise, the
+    dynamics analogue of CORRO's reward randomisation)."""
+    noise_std: float = 0.5
+    """Std of the 'noise' negatives, in units of each dimension's std of s' - s in the data."""
+    num_negatives: int = 16
+    """Negatives per query, sharing the query's (s, a) (CORRO: 16)."""
+    temperature: float = 0.1
+    """InfoNCE temperature on cosine similarities (CORRO: 0.1)."""
+    batch_size: int = 64
+    """Positive pairs per update (CORRO: 64)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of E1 and of the CVAE (CORRO: 3e-4)."""
+    num_epochs: int = 100
+    """E1 training epochs (stage 2)."""
+    updates_per_epoch: int = 1000
+    """E1 gradient steps per epoch."""
+    cvae_hidden: int = 128
+    """The CVAE's single hidden layer, encoder and decoder (CORRO: 128)."""
+    cvae_latent: int = 64
+    """The CVAE latent size (CORRO hopper: 64)."""
+    cvae_kl_weight: float = 0.2
+    """Weight of KL(q || N(0, I)) in the CVAE loss (CORRO: 0.2)."""
+    cvae_batch_size: int = 128
+    """CVAE batch (CORRO: 128)."""
+    cvae_epochs: int = 20
+    """CVAE training epochs (stage 1; CORRO: 100 passes over the data)."""
+    cvae_updates_per_epoch: int = 1000
+    """CVAE gradient steps per epoch."""
+
+    def __post_init__(self):
+        if self.negatives not in ("generative", "noise"):
+            raise ValueError(f"negatives must be 'generative' or 'noise', got {self.negatives!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptDTConfig:
+    """Prompt-DT: a GPT-style decision transformer with a trajectory prompt (mxu34/prompt-dt,
+    reference s.3)."""
+
+    embed_dim: int = 128
+    """Token embedding width (Prompt-DT: 128)."""
+    num_layers: int = 3
+    """Transformer blocks (Prompt-DT: 3)."""
+    num_heads: int = 1
+    """Attention heads (Prompt-DT: 1)."""
+    ff_dim: int = 512
+    """Feed-forward width (Prompt-DT: n_inner 512, ReLU)."""
+    dropout: float = 0.1
+    """Residual, attention and embedding dropout in training (Prompt-DT: 0.1)."""
+    history: int = 20
+    """K_dt: steps of the agent's own history the model reads (Prompt-DT: 20)."""
+    max_timestep: int = 1000
+    """Size of the timestep embedding table (Prompt-DT: 1000); larger steps are clipped."""
+    rtg_scale: float = 1000.0
+    """Returns-to-go are divided by this (Prompt-DT: 500-1000 by task)."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate (Prompt-DT: 1e-4)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (Prompt-DT: 1e-4)."""
+    warmup_steps: int = 10_000
+    """Linear learning-rate warm-up (Prompt-DT: 10k)."""
+    grad_clip: float = 0.25
+    """Global gradient-norm clip (Prompt-DT: 0.25)."""
+    segments_per_task: int = 16
+    """Training segments per task and update (Prompt-DT: 16)."""
+    num_epochs: int = 1000
+    """Training epochs (replaces stage 3 for this method)."""
+    updates_per_epoch: int = 1000
+    """Gradient steps per epoch."""
+    eval_every: int = 50
+    """Evaluate both protocols every this many epochs (and after the last)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Evaluation in the real simulator (paper Section 5.2)."""
@@ -268,7 +377,8 @@ class TrainConfig:
     num_checkpoints: int = 1
     """Training data from 1, 3 or 5 behavior checkpoints (paper: 1 / 3 / 5)."""
     algo: str = "reda"
-    """Method (issue 4 adds the baselines)."""
+    """Method: one of ALGOS. Context-based baselines share stage 3 (SAC+BC, or BC alone for
+    om_bc) and differ in how the encoder is trained; prompt_dt replaces stage 3."""
     num_seeds: int = 5
     """Independent seeds, a vmapped leading axis of every learner (paper: 5)."""
     seed: int = 0
@@ -278,6 +388,9 @@ class TrainConfig:
     representation: RepresentationConfig = RepresentationConfig()
     meta: MetaPolicyConfig = MetaPolicyConfig()
     eval: EvalConfig = EvalConfig()
+    focal: FocalConfig = FocalConfig()
+    corro: CorroConfig = CorroConfig()
+    prompt_dt: PromptDTConfig = PromptDTConfig()
     data_preset: str = "paper"
     """Which collection preset's datasets to train on (runs/data/<data_preset>/<task_set>)."""
     checkpoint_interval_s: float = 120.0
@@ -286,6 +399,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.num_seeds < 1:
             raise ValueError(f"num_seeds must be >= 1, got {self.num_seeds}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(ALGOS)}")
         if self.num_checkpoints not in (1, 3, 5):
             raise ValueError(f"num_checkpoints must be 1, 3 or 5, got {self.num_checkpoints}")
 
@@ -333,7 +448,12 @@ def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> Tr
                 num_epochs=20, encoder_updates=250, adversary_updates=100, rollout_batch=500,
                 buffer_epochs=10),
             meta=MetaPolicyConfig(num_epochs=20, updates_per_epoch=1000, eval_every=10),
-            eval=EvalConfig(num_episodes=3))
+            eval=EvalConfig(num_episodes=3),
+            focal=FocalConfig(num_epochs=20, updates_per_epoch=250),
+            corro=CorroConfig(cvae_epochs=10, cvae_updates_per_epoch=500, num_epochs=20,
+                              updates_per_epoch=250),
+            prompt_dt=PromptDTConfig(num_epochs=20, updates_per_epoch=250, warmup_steps=1000,
+                                     eval_every=10))
     elif name == "smoke":
         small = SACConfig(hidden_dims=(64, 64), batch_size=64)
         config = TrainConfig(
@@ -346,7 +466,16 @@ def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> Tr
                 num_epochs=2, encoder_updates=10, adversary_updates=10, rollout_batch=64,
                 buffer_epochs=2, adversary=small),
             meta=MetaPolicyConfig(sac=small, num_epochs=2, updates_per_epoch=20, eval_every=1),
-            eval=EvalConfig(num_episodes=1, max_steps=50))
+            eval=EvalConfig(num_episodes=1, max_steps=50),
+            focal=FocalConfig(hidden_dims=(64, 64), contexts_per_task=8, num_epochs=2,
+                              updates_per_epoch=10),
+            corro=CorroConfig(hidden_dims=(32, 32), z_dim=8, num_negatives=4, batch_size=16,
+                              num_epochs=2, updates_per_epoch=10, cvae_hidden=32,
+                              cvae_latent=4, cvae_batch_size=32, cvae_epochs=2,
+                              cvae_updates_per_epoch=10),
+            prompt_dt=PromptDTConfig(embed_dim=32, num_layers=1, ff_dim=64, history=5,
+                                     segments_per_task=4, num_epochs=2, updates_per_epoch=10,
+                                     warmup_steps=10, eval_every=1))
     else:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return dataclasses.replace(config, **overrides)

@@ -26,17 +26,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from reda_jax import configs
-from reda_jax.algos import contrastive
-from reda_jax.algos.reda import DynamicsData, ReDA, make_reda
+from reda_jax.algos import contrastive, dynamics
+from reda_jax.algos.reda import DynamicsData
 from reda_jax.checkpoint import Checkpointer
 from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_context_windows, \
     stack_datasets
 from reda_jax.envs.tasks import TaskSet
 from reda_jax.eval import protocols
+from reda_jax.methods import Method, make_method
 from reda_jax.metrics_log import STAGES, MetricsLog
 from reda_jax.run_info import write_json_atomic
 
-SCANNED = ("encoder/", "adversary/", "meta/")
+SCANNED = ("encoder/", "adversary/", "meta/", "generative/")
+EMBEDDING_WINDOWS = 200  # context windows per task and seed in embeddings.npz
 PROTOCOLS = ("on_policy", "off_policy")
 
 
@@ -57,7 +59,9 @@ class TrainData:
     test_train_tasks: DeviceDataset (T, ...) of the unseen-checkpoint data of the training
         tasks (encoder task-identification accuracy);
     contexts: {task name: DeviceDataset} unseen-checkpoint data of every task (off-policy
-        evaluation contexts).
+        evaluation contexts);
+    test_all_tasks: the same stacked over every task of the set, in `all_tasks` order
+        (embeddings.npz).
     """
 
     task_set: TaskSet
@@ -65,6 +69,7 @@ class TrainData:
     train_arrays: list[dict[str, np.ndarray]]
     test_train_tasks: DeviceDataset
     contexts: dict[str, DeviceDataset]
+    test_all_tasks: DeviceDataset
 
 
 def make_train_data(task_set: TaskSet, train: Mapping[str, dict], test: Mapping[str, dict]
@@ -78,43 +83,38 @@ def make_train_data(task_set: TaskSet, train: Mapping[str, dict], test: Mapping[
     arrays = [train[n] for n in names]
     return TrainData(task_set=task_set, train=stack_datasets(arrays), train_arrays=arrays,
                      test_train_tasks=stack_datasets([test[n] for n in names]),
-                     contexts={name: make_device_dataset(a) for name, a in test.items()})
+                     contexts={name: make_device_dataset(a) for name, a in test.items()},
+                     test_all_tasks=stack_datasets([test[t.name] for t in task_set.all_tasks]))
 
 
 def make_dynamics_data(arrays: Sequence[dict], config: configs.DynamicsConfig, seed: int
                        ) -> DynamicsData:
-    """Holdout split per task (the same for every run seed), padded to fixed shapes."""
+    """Holdout split per task (`dynamics.split_holdout`, the same for every run seed),
+    padded to the largest task; the reward model's data concatenate every task's rows."""
     rng = np.random.default_rng(seed)
-    parts = []
-    for a in arrays:
-        x = np.concatenate([a["observations"], a["actions"]], -1).astype(np.float32)
-        y = (a["next_observations"] - a["observations"]).astype(np.float32)
-        r = np.asarray(a["rewards"], np.float32)[:, None]
-        n = len(x)
-        h = min(int(config.holdout_fraction * n) + 1, config.max_holdout)
-        perm = rng.permutation(n)
-        parts.append((x[perm[h:]], y[perm[h:]], r[perm[h:]], x[perm[:h]], y[perm[:h]], r[perm[:h]]))
+    num_rows = max(len(a["rewards"]) for a in arrays)
+    splits = [dynamics.split_holdout(rng, len(a["rewards"]), num_rows, config) for a in arrays]
+    dyn = [dynamics.dynamics_arrays(a) for a in arrays]     # per task ([s, a], s' - s)
+    rew = [dynamics.reward_arrays(a) for a in arrays]       # per task ([s, a], r)
 
-    def pad_stack(items):
-        n = max(len(i) for i in items)
-        return np.stack([np.concatenate([i, np.zeros((n - len(i),) + i.shape[1:], i.dtype)])
-                         for i in items]), np.array([len(i) for i in items], np.int32)
+    def padded(pairs, field, part):   # part 0: train rows, 1: holdout rows
+        return jnp.asarray(np.stack([p[field][s[part]] for p, s in zip(pairs, splits)]),
+                           jnp.float32)
 
-    x, n_tr = pad_stack([p[0] for p in parts])
-    y, _ = pad_stack([p[1] for p in parts])
-    hx, n_ho = pad_stack([p[3] for p in parts])
-    hy, _ = pad_stack([p[4] for p in parts])
-    rx = np.concatenate([p[0] for p in parts])
-    ry = np.concatenate([p[2] for p in parts])
-    rhx = np.concatenate([p[3] for p in parts])
-    rhy = np.concatenate([p[5] for p in parts])
+    def joined(pairs, field, part):   # the valid rows of every task, concatenated
+        return jnp.asarray(np.concatenate([p[field][s[part][:s[2 + part]]]
+                                           for p, s in zip(pairs, splits)]), jnp.float32)
+
+    reward_inputs, reward_holdout = joined(rew, 0, 0), joined(rew, 0, 1)
     return DynamicsData(
-        inputs=jnp.asarray(x), targets=jnp.asarray(y), train_size=jnp.asarray(n_tr),
-        holdout_inputs=jnp.asarray(hx), holdout_targets=jnp.asarray(hy),
-        holdout_size=jnp.asarray(n_ho), reward_inputs=jnp.asarray(rx),
-        reward_targets=jnp.asarray(ry), reward_train_size=jnp.asarray(len(rx), jnp.int32),
-        reward_holdout_inputs=jnp.asarray(rhx), reward_holdout_targets=jnp.asarray(rhy),
-        reward_holdout_size=jnp.asarray(len(rhx), jnp.int32))
+        inputs=padded(dyn, 0, 0), targets=padded(dyn, 1, 0),
+        train_size=jnp.asarray([s[2] for s in splits], jnp.int32),
+        holdout_inputs=padded(dyn, 0, 1), holdout_targets=padded(dyn, 1, 1),
+        holdout_size=jnp.asarray([s[3] for s in splits], jnp.int32),
+        reward_inputs=reward_inputs, reward_targets=joined(rew, 1, 0),
+        reward_train_size=jnp.asarray(len(reward_inputs), jnp.int32),
+        reward_holdout_inputs=reward_holdout, reward_holdout_targets=joined(rew, 1, 1),
+        reward_holdout_size=jnp.asarray(len(reward_holdout), jnp.int32))
 
 
 def check_finite(stage: str, epoch: int, metrics: Mapping[str, np.ndarray]) -> None:
@@ -167,8 +167,8 @@ class _StageCheckpoints:
         tree, meta = self.ckpt.restore(step, like)
         return jax.tree.map(jnp.asarray, tree), step, bool(meta.get("done", False))
 
-    def maybe_save(self, epoch: int, tree, done: bool) -> None:
-        if done or time.time() - self.last >= self.interval_s:
+    def maybe_save(self, epoch: int, tree, done: bool, force: bool = False) -> None:
+        if force or done or time.time() - self.last >= self.interval_s:
             self.ckpt.save(epoch, tree, {"done": done, "epoch": epoch})
             self.last = time.time()
 
@@ -204,8 +204,9 @@ def reuse_stages(workdir: Path, from_workdir: Path, from_stage: str) -> None:
     if not cfg_path.exists():
         raise FileNotFoundError(f"--from_workdir {from_workdir} has no config.json")
     theirs = json.loads(cfg_path.read_text())["train"]
-    needs = {"dynamics": ("task_set", "num_checkpoints", "num_seeds", "seed", "dynamics"),
-             "representation": ("encoder", "representation")}
+    needs = {"dynamics": ("algo", "task_set", "num_checkpoints", "num_seeds", "seed",
+                          "dynamics", "corro"),
+             "representation": ("encoder", "representation", "focal")}
     keys: list[str] = []
     for stage in STAGES[:STAGES.index(from_stage)]:
         keys += needs[stage]
@@ -222,7 +223,8 @@ def reuse_stages(workdir: Path, from_workdir: Path, from_stage: str) -> None:
 
 
 class Trainer:
-    """Runs (or resumes) one ReDA run in `workdir`; see the module doc."""
+    """Runs (or resumes) one run of any method (`reda_jax.methods`) in `workdir`; see the
+    module doc."""
 
     def __init__(self, config: configs.TrainConfig, data: TrainData, workdir: str | os.PathLike,
                  show_progress: bool = True, log: Callable[[str], None] = print,
@@ -235,45 +237,78 @@ class Trainer:
         self.workdir = Path(workdir)
         self.show_progress, self.log = show_progress, log
         ts = data.task_set
-        self.dyn_data = None
-        self.uses_models = config.representation.augmentation != "none"
-        if self.uses_models:
-            self.dyn_data = make_dynamics_data(data.train_arrays, config.dynamics, config.seed)
-        n_train = int(np.max(np.asarray(self.dyn_data.train_size))) if self.dyn_data else 1
-        n_rew = int(self.dyn_data.reward_train_size) if self.dyn_data else 1
-        bs = config.dynamics.batch_size
-        self.reda_steps = {"dynamics": math.ceil(n_train / bs), "reward": math.ceil(n_rew / bs)}
-        self.reda: ReDA = make_reda(
-            config, ts.obs_dim, ts.act_dim, len(ts.train_tasks), ts.termination_fn,
-            steps_per_dynamics_epoch=self.reda_steps["dynamics"],
-            steps_per_reward_epoch=self.reda_steps["reward"])
+        T = len(ts.train_tasks)
+        self.stage1_data = None
+        steps = {"dynamics": 1, "reward": 1}
+        needs_models = config.algo == "reda" and config.representation.augmentation != "none"
+        if needs_models:
+            self.stage1_data = make_dynamics_data(data.train_arrays, config.dynamics, config.seed)
+            bs = config.dynamics.batch_size
+            steps = {"dynamics": math.ceil(int(np.max(np.asarray(self.stage1_data.train_size)))
+                                           / bs),
+                     "reward": math.ceil(int(self.stage1_data.reward_train_size) / bs)}
+        self.reda_steps = steps  # dynamics / reward model updates per stage-1 epoch
+        self.method: Method = make_method(
+            config, ts.obs_dim, ts.act_dim, T, ts.termination_fn,
+            steps_per_dynamics_epoch=steps["dynamics"], steps_per_reward_epoch=steps["reward"],
+            **method_data_stats(config.algo, data.train_arrays))
+        if self.method.stage1 == "generative":
+            self.stage1_data = data.train
+        self.meta_data = data.train
+        if self.method.meta_data_kind == "dt":
+            from reda_jax.baselines.prompt_dt import make_dt_data
+            self.meta_data = make_dt_data(data.train_arrays)
         self.metrics = MetricsLog(self.workdir)
         self.timing: dict[str, float] = {}
-        S = config.num_seeds
-        r = self.reda
-        self._dyn_epoch = jax.jit(jax.vmap(r.dynamics_epoch, in_axes=(0, None, 0)), donate_argnums=0)
-        self._rep_epoch = jax.jit(jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)),
-                                  donate_argnums=0)
-        self._meta_epoch = jax.jit(jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)),
+        self.num_seeds = config.num_seeds
+        m = self.method
+        if m.stage1 is not None:
+            self._stage1_epoch = jax.jit(jax.vmap(m.stage1_epoch, in_axes=(0, None, 0)),
+                                         donate_argnums=0)
+        if m.init_representation is not None:
+            self._rep_epoch = jax.jit(jax.vmap(m.representation_epoch, in_axes=(0, 0, None, 0)),
+                                      donate_argnums=0)
+        self._meta_epoch = jax.jit(jax.vmap(m.meta_epoch, in_axes=(0, 0, None, 0)),
                                    donate_argnums=0)
-        self._accuracy = jax.jit(jax.vmap(self._encoder_accuracy, in_axes=(0, None, None, 0)))
-        self._act = jax.jit(jax.vmap(r.act))
-        self.num_seeds = S
+        if m.encode is not None:
+            self._accuracy = jax.jit(jax.vmap(self._encoder_accuracy,
+                                              in_axes=(0, 0, None, None, 0)))
+            self._embed = jax.jit(jax.vmap(self._embeddings, in_axes=(0, 0, None, 0)))
+        self._act = jax.jit(jax.vmap(m.act))
 
     # ------------------------------------------------------------------ helpers
-    def _encoder_accuracy(self, enc_params, train: DeviceDataset, test: DeviceDataset, key):
+    def encode_windows(self, frozen, trainable, batch) -> tuple[jax.Array, jax.Array]:
+        """z (..., Z) and weights (...) of ContextBatch windows (any leading dims)."""
+        tokens, mask, query = contrastive.tokens_from_context(batch)
+        return self.method.encode(frozen, trainable, query, tokens, mask), mask[..., -1]
+
+    def _windows(self, data: DeviceDataset, key, n: int):
+        K = self.method.window
+        return jax.vmap(lambda d, k: sample_context_windows(d, k, n, K))(
+            data, jax.random.split(key, data.size.shape[0]))
+
+    def _encoder_accuracy(self, frozen, trainable, train: DeviceDataset, test: DeviceDataset, key):
         """Task-identification accuracy of windows of the training data and of the unseen
         checkpoints' test data, against prototypes of the training data."""
-        K, n = self.config.encoder.window, 1000
+        n = 1000
         k1, k2, k3 = jax.random.split(key, 3)
-        win = lambda d, k: jax.vmap(lambda dd, kk: sample_context_windows(dd, kk, n, K))(
-            d, jax.random.split(k, d.size.shape[0]))
-        z_p, w_p = self.reda.encode_windows(enc_params, win(train, k1))
+        z_p, w_p = self.encode_windows(frozen, trainable, self._windows(train, k1, n))
         protos = contrastive.prototypes(z_p, w_p)
-        z_tr, w_tr = self.reda.encode_windows(enc_params, win(train, k2))
-        z_te, w_te = self.reda.encode_windows(enc_params, win(test, k3))
+        z_tr, w_tr = self.encode_windows(frozen, trainable, self._windows(train, k2, n))
+        z_te, w_te = self.encode_windows(frozen, trainable, self._windows(test, k3, n))
         return {"train_task_id_accuracy": contrastive.task_id_accuracy(z_tr, protos, w_tr),
                 "test_task_id_accuracy": contrastive.task_id_accuracy(z_te, protos, w_te)}
+
+    def _embeddings(self, frozen, trainable, data: DeviceDataset, key):
+        """z (T_all, n, Z) of n windows of every task's test data."""
+        return self.encode_windows(frozen, trainable,
+                                   self._windows(data, key, EMBEDDING_WINDOWS))[0]
+
+    def embed(self, data: DeviceDataset, key_index: int = 0) -> np.ndarray:
+        """After `run`: z (S, D, n, Z) of n = EMBEDDING_WINDOWS windows of each of the D
+        datasets stacked in `data` (a DeviceDataset with a leading dataset axis)."""
+        keys = epoch_keys(seed_keys(self.config.seed, self.num_seeds, 5), key_index)
+        return np.asarray(jax.device_get(self._embed(*self.final_params, data, keys)))
 
     def _bar(self, total: int, initial: int, desc: str):
         from tqdm import tqdm
@@ -285,7 +320,7 @@ class Trainer:
         if self.epoch_budget is not None:
             self.epoch_budget -= 1
             if self.epoch_budget <= 0:
-                store.ckpt.save(epoch, tree, {"done": done, "epoch": epoch})
+                store.maybe_save(epoch, tree, done, force=True)
                 raise Preempted(f"epoch budget used up at epoch {epoch}; run again to resume")
         store.maybe_save(epoch, tree, done)
 
@@ -297,90 +332,105 @@ class Trainer:
         return seeds
 
     # ------------------------------------------------------------------ stages
-    def train_models(self):
-        cfg = self.config.dynamics
+    def train_stage1(self):
+        """Stage 1 ('dynamics' directory): ReDA's models or CORRO's CVAE."""
+        m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 1)
-        init = jax.jit(jax.vmap(self.reda.init_models, in_axes=(0, None)))
-        models = init(keys, self.dyn_data)
+        state = jax.jit(jax.vmap(m.init_stage1, in_axes=(0, None)))(keys, self.stage1_data)
         store = _StageCheckpoints(self.workdir, "dynamics", self.config.checkpoint_interval_s)
-        models, epoch, done = store.restore(models)
-        bar = self._bar(cfg.max_epochs, epoch, "stage 1: dynamics")
-        converged = jax.jit(jax.vmap(self.reda.models_converged))
+        state, epoch, done = store.restore(state)
+        desc = "stage 1: dynamics" if m.stage1 == "dynamics" else "stage 1: generative model"
+        bar = self._bar(m.stage1_epochs, epoch, desc)
+        converged = jax.jit(jax.vmap(m.stage1_converged))
         t0 = time.time()
         while not done:
             epoch += 1
-            models, m = self._dyn_epoch(models, self.dyn_data, epoch_keys(keys, epoch))
-            seeds = self._epoch_done("dynamics", epoch, m)
-            done = bool(np.all(converged(models))) or epoch >= cfg.max_epochs
-            self._spend(store, epoch, models, done)
+            state, metrics = self._stage1_epoch(state, self.stage1_data, epoch_keys(keys, epoch))
+            seeds = self._epoch_done("dynamics", epoch, metrics)
+            done = bool(np.all(converged(state))) or epoch >= m.stage1_epochs
+            self._spend(store, epoch, state, done)
             bar.update(1)
-            bar.set_postfix(holdout_mse=f"{seeds['dynamics/holdout_mse'].mean():.4g}",
-                            refresh=False)
+            key = "dynamics/holdout_mse" if "dynamics/holdout_mse" in seeds else next(iter(seeds))
+            bar.set_postfix({key.split("/")[-1]: f"{seeds[key].mean():.4g}"}, refresh=False)
         bar.close()
-        self.timing["dynamics_s"] = time.time() - t0
-        return models
+        self.timing["stage1_s"] = time.time() - t0
+        return state
 
-    def train_representation(self, models):
-        cfg = self.config.representation
+    def train_representation(self, stage1_state):
+        m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 2)
-        state = jax.jit(jax.vmap(self.reda.init_representation))(keys)
+        state = jax.jit(jax.vmap(m.init_representation))(keys)
         store = _StageCheckpoints(self.workdir, "representation",
                                   self.config.checkpoint_interval_s)
         state, epoch, done = store.restore(state)
-        bar = self._bar(cfg.num_epochs, epoch, "stage 2: representation")
+        bar = self._bar(m.representation_epochs, epoch, "stage 2: representation")
         acc_keys = seed_keys(self.config.seed, self.num_seeds, 4)
+        final_encoder = not self._trains_encoder_in_meta()
         t0 = time.time()
         while not done:
             epoch += 1
-            state, m = self._rep_epoch(state, models, self.data.train, epoch_keys(keys, epoch))
-            acc = self._accuracy(state.encoder.params, self.data.train,
-                                 self.data.test_train_tasks, epoch_keys(acc_keys, epoch))
-            m = {**m, **{f"encoder/{k}": v for k, v in acc.items()}}
-            seeds = self._epoch_done("representation", epoch, m)
-            done = epoch >= cfg.num_epochs
+            state, metrics = self._rep_epoch(state, stage1_state, self.data.train,
+                                             epoch_keys(keys, epoch))
+            if final_encoder:  # the encoder is final: its accuracies are meaningful now
+                acc = self._accuracy(m.frozen_params(state), {},
+                                     self.data.train, self.data.test_train_tasks,
+                                     epoch_keys(acc_keys, epoch))
+                metrics = {**metrics, **{f"encoder/{k}": v for k, v in acc.items()}}
+            seeds = self._epoch_done("representation", epoch, metrics)
+            done = epoch >= m.representation_epochs
             self._spend(store, epoch, state, done)
             bar.update(1)
-            bar.set_postfix(loss=f"{seeds['encoder/loss'].mean():.3f}",
-                            test_acc=f"{seeds['encoder/test_task_id_accuracy'].mean():.2f}",
-                            refresh=False)
+            bar.set_postfix({k.split("/")[-1]: f"{v.mean():.3f}" for k, v in seeds.items()
+                             if k.endswith(("/loss", "test_task_id_accuracy"))}, refresh=False)
         bar.close()
         self.timing["representation_s"] = time.time() - t0
         return state
 
-    def evaluate(self, meta_state, enc_params, epoch: int) -> dict:
+    def _trains_encoder_in_meta(self) -> bool:
+        """Whether stage 3 trains encoder parameters too (om_sac, om_bc, corro's E2)."""
+        shapes = jax.eval_shape(jax.vmap(self.method.init_meta),
+                                seed_keys(self.config.seed, self.num_seeds, 3))
+        return bool(jax.tree.leaves(self.method.trainable_params(shapes)))
+
+    def evaluate(self, meta_state, frozen, epoch: int) -> dict:
         ecfg = self.config.eval
-        params = (meta_state.sac.actor_params, enc_params)
-        act_fn = lambda p, q, c, m: self._act(p[0], p[1], q, c, m)
+        params = (meta_state, frozen)
+        if self.method.history:
+            act_fn = lambda p, q, c, mk, hist: self._act(p[0], p[1], q, c, mk, hist)
+        else:
+            act_fn = lambda p, q, c, mk: self._act(p[0], p[1], q, c, mk)
         out = {}
         train_names = [t.name for t in self.data.task_set.train_tasks]
         for protocol in PROTOCOLS:
             result = protocols.evaluate(
                 self.data.task_set.all_tasks, act_fn, params, self.num_seeds,
-                self.config.encoder.window, protocol, ecfg.num_episodes, ecfg.seed,
-                max_steps=ecfg.max_steps, context_data=self.data.contexts)
+                self.method.window, protocol, ecfg.num_episodes, ecfg.seed,
+                max_steps=ecfg.max_steps, context_data=self.data.contexts,
+                history=self.method.history)
             out[protocol] = protocols.summarize(result, train_task_names=train_names)
         record = {"epoch": epoch, **out}
         with open(self.workdir / "eval_history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         return out
 
-    def train_meta(self, enc_params):
-        cfg = self.config.meta
+    def train_meta(self, frozen):
+        m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 3)
-        state = jax.jit(jax.vmap(self.reda.init_meta))(keys)
+        state = jax.jit(jax.vmap(m.init_meta))(keys)
         store = _StageCheckpoints(self.workdir, "meta_policy", self.config.checkpoint_interval_s)
         state, epoch, done = store.restore(state)
         _truncate_jsonl(self.workdir / "eval_history.jsonl", epoch)
-        bar = self._bar(cfg.num_epochs, epoch, "stage 3: meta-policy")
+        bar = self._bar(m.meta_epochs, epoch, "stage 3: meta-policy")
         t0, t_eval = time.time(), 0.0
         while not done:
             epoch += 1
-            state, m = self._meta_epoch(state, enc_params, self.data.train, epoch_keys(keys, epoch))
-            self._epoch_done("meta_policy", epoch, m)
-            done = epoch >= cfg.num_epochs
-            if epoch % cfg.eval_every == 0 or done:
+            state, metrics = self._meta_epoch(state, frozen, self.meta_data,
+                                              epoch_keys(keys, epoch))
+            self._epoch_done("meta_policy", epoch, metrics)
+            done = epoch >= m.meta_epochs
+            if epoch % m.eval_every == 0 or done:
                 te = time.time()
-                summary = self.evaluate(state, enc_params, epoch)
+                summary = self.evaluate(state, frozen, epoch)
                 t_eval += time.time() - te
                 bar.set_postfix(on=f"{summary['on_policy']['mean_return']:.0f}",
                                 off=f"{summary['off_policy']['mean_return']:.0f}", refresh=False)
@@ -392,25 +442,40 @@ class Trainer:
         return state
 
     def run(self) -> dict:
-        """Runs the remaining stages; returns (and writes results.json) the final evaluation."""
+        """Runs the remaining stages; returns (and writes results.json) the final evaluation;
+        writes embeddings.npz for methods with a task representation."""
+        m = self.method
         position = resume_position(self.workdir)
         if position is not None:
             self.metrics.truncate(*position)
             self.log(f"resuming from {position[0]} epoch {position[1]}")
         t0 = time.time()
-        models = self.train_models() if self.uses_models else None
-        rep = self.train_representation(models)
-        enc_params = rep.encoder.params
-        keys = seed_keys(self.config.seed, self.num_seeds, 4)
-        acc = jax.device_get(self._accuracy(enc_params, self.data.train,
-                                            self.data.test_train_tasks, epoch_keys(keys, 0)))
-        self.train_meta(enc_params)
+        stage1 = self.train_stage1() if m.stage1 is not None else None
+        rep = self.train_representation(stage1) if m.init_representation is not None else None
+        frozen = m.frozen_params(rep)
+        meta_state = self.train_meta(frozen)
+        acc = {}
+        self.final_params = (frozen, m.trainable_params(meta_state))
+        if m.encode is not None:
+            trainable = m.trainable_params(meta_state)
+            keys = seed_keys(self.config.seed, self.num_seeds, 4)
+            acc = jax.device_get(self._accuracy(frozen, trainable, self.data.train,
+                                                self.data.test_train_tasks, epoch_keys(keys, 0)))
+            z = jax.device_get(self._embed(frozen, trainable, self.data.test_all_tasks,
+                                           epoch_keys(keys, 1)))
+            tasks = self.data.task_set.all_tasks
+            train_names = {t.name for t in self.data.task_set.train_tasks}
+            np.savez(self.workdir / "embeddings.npz", z=np.asarray(z, np.float32),
+                     task_names=np.array([t.name for t in tasks]),
+                     train_task=np.array([t.name in train_names for t in tasks]))
         history = [json.loads(l) for l in open(self.workdir / "eval_history.jsonl")]
         final = history[-1]
+        cfg = self.config
         results = {
-            "algo": self.config.algo, "task_set": self.config.task_set,
-            "num_checkpoints": self.config.num_checkpoints, "num_seeds": self.num_seeds,
-            "augmentation": self.config.representation.augmentation,
+            "algo": cfg.algo, "method": method_label(cfg), "task_set": cfg.task_set,
+            "num_checkpoints": cfg.num_checkpoints, "num_seeds": self.num_seeds,
+            "seed": cfg.seed, "num_models": cfg.dynamics.num_models,
+            "augmentation": cfg.representation.augmentation,
             "epoch": final["epoch"],
             "protocols": {p: final[p] for p in PROTOCOLS},
             "encoder_accuracy": {k: {"per_seed": np.asarray(v).tolist(),
@@ -421,6 +486,45 @@ class Trainer:
         write_json_atomic(self.workdir / "results.json", results)
         self.metrics.close()
         return results
+
+
+def method_label(config: configs.TrainConfig) -> str:
+    """'reda', 'reda_wo_model', 'reda_wo_adv', 'reda_wo_up', 'reda_wo_tc' or the algo."""
+    if config.algo != "reda":
+        return config.algo
+    rep = config.representation
+    if rep.augmentation == "none":
+        return "reda_wo_model"
+    if rep.augmentation == "random":
+        return "reda_wo_adv"
+    if rep.lambda1 == 0.0:
+        return "reda_wo_up"
+    if rep.lambda2 == 0.0:
+        return "reda_wo_tc"
+    return "reda"
+
+
+def method_data_stats(algo: str, arrays: Sequence[dict]) -> dict:
+    """Host statistics of the training data some methods need (see make_method)."""
+    if algo == "corro":
+        delta = np.concatenate([a["next_observations"] - a["observations"] for a in arrays])
+        return {"delta_std": delta.std(0).astype(np.float32) + 1e-6}
+    if algo == "prompt_dt":
+        from reda_jax.baselines.prompt_dt import state_stats
+        return {"state_stats": state_stats(arrays),
+                "target_return": max(episode_returns(a).max() for a in arrays)}
+    return {}
+
+
+def episode_returns(arrays: dict) -> np.ndarray:
+    """Undiscounted return of every episode (an unfinished last one included)."""
+    done = (np.asarray(arrays["terminals"]) > 0.5) | (np.asarray(arrays["truncations"]) > 0.5)
+    ends = np.flatnonzero(done)
+    if len(ends) == 0 or ends[-1] != len(done) - 1:
+        ends = np.append(ends, len(done) - 1)
+    csum = np.concatenate([[0.0], np.cumsum(arrays["rewards"], dtype=np.float64)])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return csum[ends + 1] - csum[starts]
 
 
 def _truncate_jsonl(path: Path, epoch: int) -> None:

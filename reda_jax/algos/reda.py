@@ -11,8 +11,8 @@ and scans whole epochs; nothing here touches the host.
            labelled by the task whose model generated them (Eq. 5-7). The ablations
            swap the rollout policy for a uniform one (w/o adv) or drop the model data
            (w/o model).
-  stage 3  `meta_epoch`: `updates_per_epoch` SAC+BC steps of pi(a|s,z) on the real data,
-           z = stop_gradient(phi(context window of the same task)).
+  stage 3  the meta-policy, shared with the baselines: `reda_jax.algos.meta` (SAC+BC on
+           the real data, z = phi(context window of the same task) held fixed).
 
 Shapes: T training tasks, N rows per task, K window, ds/da dims, D = ds + da, Z = z dim.
 """
@@ -74,12 +74,6 @@ class RepresentationState:
     epoch: jax.Array
 
 
-@flax.struct.dataclass
-class MetaState:
-    sac: SACState
-    epoch: jax.Array
-
-
 class ReDA(NamedTuple):
     """The pure functions of one seed; see the module doc."""
 
@@ -88,31 +82,18 @@ class ReDA(NamedTuple):
     models_converged: Callable
     init_representation: Callable
     representation_epoch: Callable
-    init_meta: Callable
-    meta_epoch: Callable
-    act: Callable
     encode_windows: Callable
     dynamics_fns: Any
     reward_fns: Any
     encoder: Any
     adversary: Any
-    meta: Any
-
-
-def _sample_rows(ds: DeviceDataset, key: jax.Array, n: int) -> tuple[Transitions, jax.Array]:
-    idx = jax.random.randint(key, (n,), 0, ds.size)
-    return jax.tree.map(lambda x: x[idx], ds.transitions), ds.prev_actions[idx]
-
-
-def _window_tokens(batch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    return contrastive.tokens_from_context(batch)
 
 
 def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
               termination_fn: Callable, steps_per_dynamics_epoch: int,
               steps_per_reward_epoch: int) -> ReDA:
     """Factory closing over the static config and dimensions."""
-    dcfg, ecfg, rcfg, mcfg = config.dynamics, config.encoder, config.representation, config.meta
+    dcfg, ecfg, rcfg = config.dynamics, config.encoder, config.representation
     K, T = ecfg.window, num_tasks
     D = obs_dim + act_dim
     dyn = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, obs_dim, dcfg.num_models,
@@ -120,8 +101,6 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
     rew = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, 1, 1, dcfg.reward_hidden_dims)
     enc = contrastive.make_encoder_learner(ecfg, obs_dim, act_dim)
     adv = make_sac(rcfg.adversary, obs_dim, act_dim)
-    meta = make_sac(mcfg.sac, obs_dim + ecfg.z_dim, act_dim, q_weight=mcfg.q_weight,
-                    bc_weight=mcfg.bc_weight)
     use_model = rcfg.augmentation != "none"
     adversarial_policy = rcfg.augmentation == "adversarial"
 
@@ -170,12 +149,13 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
     def encode_windows(enc_params, batch) -> tuple[jax.Array, jax.Array]:
         """z (..., Z) and weights (...) of ContextBatch windows (any leading dims)."""
-        tokens, mask, query = _window_tokens(batch)
+        tokens, mask, query = contrastive.tokens_from_context(batch)
         return enc.encode(enc_params, query, tokens, mask), mask[..., -1]
 
-    def real_windows(data: DeviceDataset, key, n: int):
+    def real_windows(data: DeviceDataset, key, n: int, window: int = K):
+        """n windows per task: a ContextBatch with (T, n, window, ...) arrays."""
         keys = jax.random.split(key, T)
-        return jax.vmap(lambda d, k: sample_context_windows(d, k, n, K))(data, keys)
+        return jax.vmap(lambda d, k: sample_context_windows(d, k, n, window))(data, keys)
 
     def task_step_fn(dyn_state, rew_state, members):
         def step(obs, act, key):
@@ -192,11 +172,10 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
         def one_task(dyn_state, key):
             k_src, k_rows, k_mem, k_roll = jax.random.split(key, 4)
-            starts, prev = jax.vmap(lambda d, k: _sample_rows(d, k, R))(
-                data, jax.random.split(k_rows, T))                      # (T, R, ...)
+            starts = real_windows(data, k_rows, R, window=1)            # (T, R, 1, ...)
             src = jax.random.randint(k_src, (R,), 0, T)
-            pick = lambda x: x[src, jnp.arange(R)]
-            obs0, prev0 = pick(starts.observations), pick(prev)
+            pick = lambda x: x[src, jnp.arange(R), -1]
+            obs0, prev0 = pick(starts.observations), pick(starts.prev_actions)
             members = jax.random.randint(k_mem, (R,), 0, dcfg.num_models)
             if adversarial_policy:
                 policy = lambda o, k: adv.act(adv_params, o, k)
@@ -269,7 +248,7 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
         def enc_step(s, k):
             k_real, k_model, k_u = jax.random.split(k, 3)
-            tokens, mask, query = _window_tokens(real_windows(data, k_real, n_real))
+            tokens, mask, query = contrastive.tokens_from_context(real_windows(data, k_real, n_real))
             if n_model:
                 (m_tok, m_mask), ok = jax.vmap(
                     lambda w, c, kk: ring.sample(w, c, kk, n_model))(
@@ -286,49 +265,7 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                                    adversary_buffer=adv_buffer, model_windows=windows,
                                    epoch=state.epoch + 1), metrics
 
-    # ------------------------------------------------------------------ stage 3
-    per_task = max(mcfg.sac.batch_size // T, 1)
-
-    def meta_batch(enc_params, data: DeviceDataset, key) -> Transitions:
-        """(T * per_task,) transitions, each the newest step of a window of its own task,
-        with z of the window (and z' of the window shifted by one) appended to s (and s')."""
-        batch = real_windows(data, key, per_task)
-        tokens, mask, query = _window_tokens(batch)
-        z = enc.encode(enc_params, query, tokens, mask)
-        next_token = jnp.concatenate([batch.next_observations[:, :, -1], batch.actions[:, :, -1]], -1)
-        next_tokens = jnp.concatenate([tokens[:, :, 1:], next_token[:, :, None]], 2)
-        next_mask = jnp.concatenate([mask[:, :, 1:], jnp.ones_like(mask[:, :, :1])], 2)
-        z_next = enc.encode(enc_params, next_token, next_tokens, next_mask)
-        z, z_next = jax.lax.stop_gradient(z), jax.lax.stop_gradient(z_next)
-        last = lambda x: x[:, :, -1].reshape((-1,) + x.shape[3:])
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])
-        return Transitions(
-            observations=jnp.concatenate([last(batch.observations), flat(z)], -1),
-            actions=last(batch.actions), rewards=last(batch.rewards),
-            next_observations=jnp.concatenate([last(batch.next_observations), flat(z_next)], -1),
-            terminals=last(batch.terminals), truncations=jnp.zeros_like(last(batch.rewards)))
-
-    def init_meta(key) -> MetaState:
-        return MetaState(sac=meta.init(key), epoch=jnp.zeros((), jnp.int32))
-
-    def meta_epoch(state: MetaState, enc_params, data: DeviceDataset, key) -> tuple[MetaState, dict]:
-        def step(s, k):
-            k_b, k_u = jax.random.split(k)
-            return meta.update(s, meta_batch(enc_params, data, k_b), k_u)
-
-        sac_state, m = jax.lax.scan(step, state.sac,
-                                    jax.random.split(key, mcfg.updates_per_epoch))
-        return MetaState(sac=sac_state, epoch=state.epoch + 1), {
-            f"meta/{k}": v for k, v in m.items()}
-
-    def act(actor_params, enc_params, query, context, mask) -> jax.Array:
-        """Deterministic meta-policy action: query (M, D), context (M, K, D), mask (M, K)."""
-        z = enc.encode(enc_params, query, context, mask)
-        return meta.act(actor_params, jnp.concatenate([query[..., :obs_dim], z], -1), None,
-                        deterministic=True)
-
     return ReDA(init_models=init_models, dynamics_epoch=dynamics_epoch,
                 models_converged=models_converged, init_representation=init_representation,
-                representation_epoch=representation_epoch, init_meta=init_meta,
-                meta_epoch=meta_epoch, act=act, encode_windows=encode_windows,
-                dynamics_fns=dyn, reward_fns=rew, encoder=enc, adversary=adv, meta=meta)
+                representation_epoch=representation_epoch, encode_windows=encode_windows,
+                dynamics_fns=dyn, reward_fns=rew, encoder=enc, adversary=adv)

@@ -11,6 +11,9 @@ averaged over the batch, with mean|Q| taken over the batch and held constant (TD
 normalisation, Fujimoto & Gu 2021).
 Update order: critics (twin, clipped double-Q, entropy backup), actor (on the new critics),
 temperature (target entropy -|A| by default), then Polyak averaging of the target critics.
+The pieces (`critic_loss`, `apply_critic_grads`, `actor_step`) are exposed so that a
+caller can also differentiate the critic loss with respect to its own inputs (e.g. a
+context encoder trained through the critics, reda_jax.algos.meta).
 Bootstrapping is cut by `terminals` only: a time-limit truncation bootstraps.
 """
 from __future__ import annotations
@@ -55,6 +58,10 @@ class SAC(NamedTuple):
     act: Callable[..., jax.Array]
     actor: TanhGaussianActor
     critic: TwinCritic
+    critic_loss: Callable[..., tuple[jax.Array, dict]]
+    """(critic_params, state, batch, key) -> (loss, info): twin-critic TD loss."""
+    apply_critic_grads: Callable[[SACState, dict], SACState]
+    actor_step: Callable[[SACState, Transitions, jax.Array], tuple[SACState, dict]]
 
 
 def actor_objective(log_prob: jax.Array, q: jax.Array, alpha: jax.Array,
@@ -131,16 +138,17 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | No
     def alpha_loss(log_alpha, entropy):
         return log_alpha * (entropy - target_entropy)
 
-    def update(state: SACState, batch: Transitions, key: jax.Array) -> tuple[SACState, dict]:
-        """One gradient step on a batch of (B, ...) transitions."""
-        check_transitions(batch, obs_dim, act_dim)
-        k_critic, k_actor = jax.random.split(key)
-        grads, c_info = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, k_critic)
+    def apply_critic_grads(state: SACState, grads) -> SACState:
+        """One Adam step of the critics from gradients of `critic_loss`."""
         updates, critic_opt_state = critic_opt.update(grads, state.critic_opt_state)
-        critic_params = optax.apply_updates(state.critic_params, updates)
+        return state.replace(critic_params=optax.apply_updates(state.critic_params, updates),
+                             critic_opt_state=critic_opt_state)
 
+    def actor_step(state: SACState, batch: Transitions, key: jax.Array) -> tuple[SACState, dict]:
+        """The rest of an update after the critics: actor (on the current critics),
+        temperature, Polyak averaging of the target critics, step + 1."""
         grads, a_info = jax.grad(actor_loss, has_aux=True)(
-            state.actor_params, critic_params, state.log_alpha, batch, k_actor)
+            state.actor_params, state.critic_params, state.log_alpha, batch, key)
         updates, actor_opt_state = actor_opt.update(grads, state.actor_opt_state)
         actor_params = optax.apply_updates(state.actor_params, updates)
 
@@ -150,17 +158,22 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | No
         log_alpha = optax.apply_updates(state.log_alpha, updates)
 
         target_critic_params = optax.incremental_update(
-            critic_params, state.target_critic_params, config.tau)
-        new_state = SACState(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_critic_params=target_critic_params,
-            log_alpha=log_alpha,
-            actor_opt_state=actor_opt_state,
-            critic_opt_state=critic_opt_state,
-            alpha_opt_state=alpha_opt_state,
-            step=state.step + 1,
-        )
-        return new_state, {**c_info, **a_info, "alpha": jnp.exp(log_alpha)}
+            state.critic_params, state.target_critic_params, config.tau)
+        new_state = state.replace(
+            actor_params=actor_params, target_critic_params=target_critic_params,
+            log_alpha=log_alpha, actor_opt_state=actor_opt_state,
+            alpha_opt_state=alpha_opt_state, step=state.step + 1)
+        return new_state, {**a_info, "alpha": jnp.exp(log_alpha)}
 
-    return SAC(init=init, update=update, act=act, actor=actor, critic=critic)
+    def update(state: SACState, batch: Transitions, key: jax.Array) -> tuple[SACState, dict]:
+        """One gradient step on a batch of (B, ...) transitions."""
+        check_transitions(batch, obs_dim, act_dim)
+        k_critic, k_actor = jax.random.split(key)
+        grads, c_info = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, k_critic)
+        state = apply_critic_grads(state, grads)
+        state, a_info = actor_step(state, batch, k_actor)
+        return state, {**c_info, **a_info}
+
+    return SAC(init=init, update=update, act=act, actor=actor, critic=critic,
+               critic_loss=critic_loss, apply_critic_grads=apply_critic_grads,
+               actor_step=actor_step)

@@ -1,0 +1,174 @@
+"""Stage 3, shared by every context-based method: the meta-policy pi(a | s, z) (paper B.4).
+
+z = encode(frozen, trainable, query, tokens, mask) of a K-token context window of the same
+task. `frozen` are encoder parameters fixed in this stage (ReDA's, FOCAL's and CORRO's E1,
+trained in stage 2); `trainable` are encoder parameters this stage trains ({} for ReDA and
+FOCAL; the whole transformer for OM-SAC and OM-BC; CORRO's aggregator E2), by the same loss
+as the policy's learner:
+
+  objective 'sac_bc' (ReDA, OM-SAC, FOCAL, CORRO): SAC+BC (`algos.sac`, TD3+BC scaling).
+      The critic loss is differentiated with respect to the critics AND the trainable encoder
+      parameters (as CORRO and PEARL train their encoders); the actor and the temperature see
+      the same z held constant; z' of the next window is held constant as well.
+  objective 'bc' (OM-BC): behavior cloning alone, mean over the batch of
+      sum_dims (tanh(mu(s, z)) - a_data)^2, differentiated with respect to the actor and
+      the trainable encoder parameters.
+
+Batches: `per_task` = batch_size // T windows of every training task, each window's newest
+step is the transition; z' is the window shifted by one step (its newest token is
+(s', a)). Shapes: T tasks, K window, D = ds + da, Z = z dim.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from reda_jax.algos.contrastive import tokens_from_context
+from reda_jax.algos.sac import make_sac
+from reda_jax.configs import MetaPolicyConfig
+from reda_jax.data.context import DeviceDataset, sample_context_windows
+from reda_jax.networks.policies import TanhGaussianActor
+from reda_jax.types import Transitions
+
+OBJECTIVES = ("sac_bc", "bc")
+
+EncodeFn = Callable[[Any, Any, jax.Array, jax.Array, jax.Array], jax.Array]
+"""(frozen, trainable, query (..., D), tokens (..., K, D), mask (..., K)) -> z (..., Z)."""
+
+
+@flax.struct.dataclass
+class BCState:
+    actor_params: dict
+    actor_opt_state: optax.OptState
+    step: jax.Array
+
+
+@flax.struct.dataclass
+class MetaState:
+    """policy: SACState ('sac_bc') or BCState ('bc'); encoder: trainable encoder params
+    ({} if none); encoder_opt_state: their Adam state; epoch: () int32."""
+
+    policy: Any
+    encoder: Any
+    encoder_opt_state: optax.OptState
+    epoch: jax.Array
+
+
+class MetaLearner(NamedTuple):
+    init: Callable[[jax.Array], MetaState]
+    update: Callable[..., tuple[MetaState, dict]]
+    epoch: Callable[..., tuple[MetaState, dict]]
+    act: Callable[..., jax.Array]
+    encode: EncodeFn
+
+
+def window_features(encode: EncodeFn, frozen, trainable, batch) -> tuple[Transitions, jax.Array]:
+    """ContextBatch (T, P, K, ...) -> (Transitions (T*P, ...) with z appended to s and z' to
+    s', z (T*P, Z)). z' (of the window shifted by one step) is held constant."""
+    tokens, mask, query = tokens_from_context(batch)
+    z = encode(frozen, trainable, query, tokens, mask)
+    next_token = jnp.concatenate([batch.next_observations[:, :, -1], batch.actions[:, :, -1]], -1)
+    next_tokens = jnp.concatenate([tokens[:, :, 1:], next_token[:, :, None]], 2)
+    next_mask = jnp.concatenate([mask[:, :, 1:], jnp.ones_like(mask[:, :, :1])], 2)
+    z_next = jax.lax.stop_gradient(encode(frozen, trainable, next_token, next_tokens, next_mask))
+    last = lambda x: x[:, :, -1].reshape((-1,) + x.shape[3:])
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    z = flat(z)
+    return Transitions(
+        observations=jnp.concatenate([last(batch.observations), z], -1),
+        actions=last(batch.actions), rewards=last(batch.rewards),
+        next_observations=jnp.concatenate([last(batch.next_observations), flat(z_next)], -1),
+        terminals=last(batch.terminals),
+        truncations=jnp.zeros_like(last(batch.rewards))), z
+
+
+def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_tasks: int,
+                      window: int, z_dim: int, encode: EncodeFn,
+                      init_trainable: Callable[[jax.Array], Any] | None = None,
+                      encoder_lr: float = 3e-4, objective: str = "sac_bc") -> MetaLearner:
+    """init(key) -> MetaState;
+    update(state, frozen, batch: ContextBatch (T, P, K, ...), key) -> (state, metrics);
+    epoch(state, frozen, data: DeviceDataset (T, ...), key) -> (state, metrics): a lax.scan
+        of config.updates_per_epoch updates, metrics with a leading (updates,) axis;
+    act(actor_params, frozen, trainable, query (..., D), context (..., K, D), mask (..., K))
+        -> deterministic actions (..., da)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    T, K = num_tasks, window
+    per_task = max(config.sac.batch_size // T, 1)
+    sac = make_sac(config.sac, obs_dim + z_dim, act_dim, q_weight=config.q_weight,
+                   bc_weight=config.bc_weight)
+    bc_actor = TanhGaussianActor(config.sac.hidden_dims, act_dim, config.sac.log_std_min,
+                                 config.sac.log_std_max)
+    bc_opt = optax.adam(config.sac.actor_lr)
+    enc_opt = optax.adam(encoder_lr)
+
+    def init(key) -> MetaState:
+        k_pol, k_enc = jax.random.split(key)
+        trainable = {} if init_trainable is None else init_trainable(k_enc)
+        if objective == "sac_bc":
+            policy = sac.init(k_pol)
+        else:
+            params = bc_actor.init(k_pol, jnp.zeros((1, obs_dim + z_dim)))
+            policy = BCState(actor_params=params, actor_opt_state=bc_opt.init(params),
+                             step=jnp.zeros((), jnp.int32))
+        return MetaState(policy=policy, encoder=trainable,
+                         encoder_opt_state=enc_opt.init(trainable), epoch=jnp.zeros((), jnp.int32))
+
+    def step_encoder(state: MetaState, grads):
+        updates, opt_state = enc_opt.update(grads, state.encoder_opt_state)
+        return optax.apply_updates(state.encoder, updates), opt_state
+
+    def update(state: MetaState, frozen, batch, key) -> tuple[MetaState, dict]:
+        if objective == "sac_bc":
+            k_critic, k_actor = jax.random.split(key)
+
+            def loss(critic_params, trainable):
+                tr, _ = window_features(encode, frozen, trainable, batch)
+                l, info = sac.critic_loss(critic_params, state.policy, tr, k_critic)
+                return l, (info, tr)
+
+            (g_critic, g_enc), (c_info, tr) = jax.grad(loss, argnums=(0, 1), has_aux=True)(
+                state.policy.critic_params, state.encoder)
+            policy = sac.apply_critic_grads(state.policy, g_critic)
+            policy, a_info = sac.actor_step(policy, jax.lax.stop_gradient(tr), k_actor)
+            info = {**c_info, **a_info}
+        else:
+            def loss(actor_params, trainable):
+                tr, _ = window_features(encode, frozen, trainable, batch)
+                mean, _ = bc_actor.apply(actor_params, tr.observations)
+                mse = ((jnp.tanh(mean) - tr.actions) ** 2).sum(-1).mean()
+                return mse, {"bc_mse": mse}
+
+            (g_actor, g_enc), info = jax.grad(loss, argnums=(0, 1), has_aux=True)(
+                state.policy.actor_params, state.encoder)
+            updates, opt_state = bc_opt.update(g_actor, state.policy.actor_opt_state)
+            policy = BCState(actor_params=optax.apply_updates(state.policy.actor_params, updates),
+                             actor_opt_state=opt_state, step=state.policy.step + 1)
+        encoder, enc_opt_state = step_encoder(state, g_enc)
+        return MetaState(policy=policy, encoder=encoder, encoder_opt_state=enc_opt_state,
+                         epoch=state.epoch), info
+
+    def epoch(state: MetaState, frozen, data: DeviceDataset, key) -> tuple[MetaState, dict]:
+        def body(s, k):
+            k_b, k_u = jax.random.split(k)
+            batch = jax.vmap(lambda d, kk: sample_context_windows(d, kk, per_task, K))(
+                data, jax.random.split(k_b, T))
+            return update(s, frozen, batch, k_u)
+
+        state, metrics = jax.lax.scan(body, state,
+                                      jax.random.split(key, config.updates_per_epoch))
+        return state.replace(epoch=state.epoch + 1), {f"meta/{k}": v for k, v in metrics.items()}
+
+    def act(actor_params, frozen, trainable, query, context, mask) -> jax.Array:
+        z = encode(frozen, trainable, query, context, mask)
+        obs = jnp.concatenate([query[..., :obs_dim], z], -1)
+        if objective == "sac_bc":
+            return sac.act(actor_params, obs, None, deterministic=True)
+        return jnp.tanh(bc_actor.apply(actor_params, obs)[0])
+
+    return MetaLearner(init=init, update=update, epoch=epoch, act=act, encode=encode)
