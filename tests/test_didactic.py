@@ -1,0 +1,70 @@
+"""The didactic example: Eq. 8's metric, the checkpoint choice, and the app end to end."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments.didactic import choose_checkpoints
+from reda_jax.eval.metrics import mean_pairwise_sq_distance, relative_representation_metric
+
+
+def test_relative_representation_metric_matches_eq8_by_brute_force():
+    rng = np.random.default_rng(0)
+    z1, z2, zt = rng.normal(size=(5, 3)), rng.normal(size=(7, 3)) + 2.0, rng.normal(size=(4, 3))
+    num = sum(np.sum((a - b) ** 2) for a in z1 for b in zt)
+    den = sum(np.sum((a - b) ** 2) for a in z2 for b in zt)
+    expected = len(z2) * num / (len(z1) * den)               # Eq. 8 as printed
+    np.testing.assert_allclose(relative_representation_metric(z1, z2, zt), expected, rtol=1e-5)
+    np.testing.assert_allclose(mean_pairwise_sq_distance(z1, zt), num / (5 * 4), rtol=1e-5)
+    # Test contexts mapped onto task 1's cluster: d near 0; onto task 2's: d large.
+    tight1 = np.zeros((6, 3)) + rng.normal(size=(6, 3)) * 1e-3
+    far2 = np.full((6, 3), 5.0)
+    assert relative_representation_metric(tight1, far2, tight1 + 1e-3) < 1e-4
+    assert relative_representation_metric(tight1, far2, far2) > 1e4
+
+
+def test_checkpoints_are_chosen_by_their_return(tmp_path):
+    returns = {"gravity_x1.0": [40.0, 107.6, 60.9, 95.2], "gravity_x2.0": [24.0, 80.8, 52.0, 73.5]}
+    path = tmp_path / "returns.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["checkpoint", "task", "return_mean"])
+        w.writeheader()
+        for task, rets in returns.items():
+            for k, r in enumerate(rets, 1):
+                w.writerow({"checkpoint": k, "task": task, "return_mean": r})
+    chosen = choose_checkpoints(str(path))
+    # task 1 train ~100 -> 95.2 (ckpt 4); task 2 train ~50 -> 52.0 (ckpt 3);
+    # task 1 test ~50 -> 40.0 (ckpt 1, 10 away; 60.9 is 10.9 away);
+    # task 2 test ~100 -> 80.8 (ckpt 2).
+    assert chosen == {"train1": 4, "train2": 3, "test1": 1, "test2": 2}
+    # A test checkpoint never repeats its task's training checkpoint.
+    returns["gravity_x1.0"] = [100.0, 10.0, 99.0, 0.0]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["checkpoint", "task", "return_mean"])
+        w.writeheader()
+        for task, rets in returns.items():
+            for k, r in enumerate(rets, 1):
+                w.writerow({"checkpoint": k, "task": task, "return_mean": r})
+    chosen = choose_checkpoints(str(path))
+    assert chosen["train1"] == 1 and chosen["test1"] == 3
+
+
+@pytest.mark.timeout(900)
+def test_didactic_app_end_to_end(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "experiments.didactic", "--preset=smoke",
+                          f"--workdir={tmp_path}", "--noprogress"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| ReDA |" in out.stdout and "| FOCAL |" in out.stdout and "| OM-SAC |" in out.stdout
+    result = json.loads((tmp_path / "didactic.json").read_text())
+    assert [r["method"] for r in result["rows"]] == ["reda", "om_sac", "focal"]
+    for row in result["rows"]:
+        assert len(row["d_phi"]) == 2 and all(d > 0 and np.isfinite(d) for d in row["d_phi"])
+        assert len(row["task1_return_test_context"]) == 2
+    assert result["data"]["train1"]["checkpoint"] != result["data"]["test1"]["checkpoint"]
+    bad = subprocess.run([sys.executable, "-m", "experiments.didactic", "--methods=prompt_dt",
+                          f"--workdir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "prompt_dt" in bad.stderr
