@@ -452,7 +452,10 @@ def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> Tr
             focal=FocalConfig(num_epochs=20, updates_per_epoch=250),
             corro=CorroConfig(cvae_epochs=10, cvae_updates_per_epoch=500, num_epochs=20,
                               updates_per_epoch=250),
-            prompt_dt=PromptDTConfig(num_epochs=20, updates_per_epoch=250, warmup_steps=1000,
+            # Prompt-DT's 3x128 GPT with a 20-step history ran at ~2 updates/s for 3 seeds
+            # here (experiments/benchmark.py); mini halves width, depth and history.
+            prompt_dt=PromptDTConfig(embed_dim=64, num_layers=2, ff_dim=256, history=10,
+                                     num_epochs=20, updates_per_epoch=500, warmup_steps=1000,
                                      eval_every=10))
     elif name == "smoke":
         small = SACConfig(hidden_dims=(64, 64), batch_size=64)
