@@ -5,6 +5,8 @@ ds = observation dim, da = action dim, T = tasks (a leading axis when vmapped).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import chex
 import flax.struct
 import jax
@@ -67,3 +69,13 @@ def check_transitions(batch: Transitions, obs_dim: int, act_dim: int) -> None:
         actual = getattr(batch, name).shape
         chex.assert_equal(actual, shape, custom_message=f"Transitions.{name} has shape "
                           f"{actual}, expected {shape}")
+
+
+@flax.struct.dataclass
+class TrainState:
+    """A network trained by one optax optimiser: params, its optimiser state, and the
+    number of updates done (() int32). The state of every single-network learner."""
+
+    params: dict
+    opt_state: Any
+    step: jax.Array

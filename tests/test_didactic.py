@@ -26,15 +26,20 @@ def test_relative_representation_metric_matches_eq8_by_brute_force():
     assert relative_representation_metric(tight1, far2, far2) > 1e4
 
 
-def test_checkpoints_are_chosen_by_their_return(tmp_path):
-    returns = {"gravity_x1.0": [40.0, 107.6, 60.9, 95.2], "gravity_x2.0": [24.0, 80.8, 52.0, 73.5]}
-    path = tmp_path / "returns.csv"
+def _write_returns(path, returns: dict) -> None:
+    """returns.csv as the collector writes it: {task: [return of checkpoint 1, 2, ...]}."""
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["checkpoint", "task", "return_mean"])
         w.writeheader()
         for task, rets in returns.items():
             for k, r in enumerate(rets, 1):
                 w.writerow({"checkpoint": k, "task": task, "return_mean": r})
+
+
+def test_checkpoints_are_chosen_by_their_return(tmp_path):
+    returns = {"gravity_x1.0": [40.0, 107.6, 60.9, 95.2], "gravity_x2.0": [24.0, 80.8, 52.0, 73.5]}
+    path = tmp_path / "returns.csv"
+    _write_returns(path, returns)
     chosen = choose_checkpoints(str(path))
     # task 1 train ~100 -> 95.2 (ckpt 4); task 2 train ~50 -> 52.0 (ckpt 3);
     # task 1 test ~50 -> 40.0 (ckpt 1, 10 away; 60.9 is 10.9 away);
@@ -42,12 +47,7 @@ def test_checkpoints_are_chosen_by_their_return(tmp_path):
     assert chosen == {"train1": 4, "train2": 3, "test1": 1, "test2": 2}
     # A test checkpoint never repeats its task's training checkpoint.
     returns["gravity_x1.0"] = [75.0, 0.0, 0.0, 0.0]   # ckpt 1 is best for both roles
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["checkpoint", "task", "return_mean"])
-        w.writeheader()
-        for task, rets in returns.items():
-            for k, r in enumerate(rets, 1):
-                w.writerow({"checkpoint": k, "task": task, "return_mean": r})
+    _write_returns(path, returns)
     chosen = choose_checkpoints(str(path))
     assert chosen["train1"] == 1 and chosen["test1"] == 2
 

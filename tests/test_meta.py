@@ -2,7 +2,6 @@
 SAC+BC on precomputed features; OM-BC's loss is the hand-computed BC error and its encoder,
 trained through that loss, learns to tell the tasks apart; OM-SAC's encoder steps along the
 critic loss's gradient alone."""
-import dataclasses
 
 import jax
 import jax.numpy as jnp

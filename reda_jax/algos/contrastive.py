@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
 from reda_jax.configs import EncoderConfig
 from reda_jax.networks.encoder import ContextEncoder
-from reda_jax.types import ContextBatch
+from reda_jax.types import ContextBatch, TrainState
 
 _MASKED = -1e30  # logit of an excluded (zero-weight) negative; exp underflows to 0
 
@@ -122,11 +121,7 @@ def tokens_from_context(batch: ContextBatch) -> tuple[jax.Array, jax.Array, jax.
     return tokens, batch.mask, tokens[..., -1, :]
 
 
-@flax.struct.dataclass
-class EncoderState:
-    params: dict
-    opt_state: optax.OptState
-    step: jax.Array  # () int32
+EncoderState = TrainState
 
 
 class EncoderLearner(NamedTuple):

@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -31,6 +30,7 @@ from reda_jax.configs import CorroConfig
 from reda_jax.data.context import DeviceDataset
 from reda_jax.networks.transition_encoder import AttentionAggregator, RlkitMLP, TransitionMLP, \
     transitions_from_tokens
+from reda_jax.types import TrainState
 
 
 class CVAE(nn.Module):
@@ -160,18 +160,10 @@ def _gather(data: DeviceDataset, task: jax.Array, row: jax.Array):
     return tr.observations[task, row], tr.actions[task, row], tr.next_observations[task, row]
 
 
-@flax.struct.dataclass
-class CVAEState:
-    params: dict
-    opt_state: optax.OptState
-    step: jax.Array  # () int32
+CVAEState = TrainState
 
 
-@flax.struct.dataclass
-class E1State:
-    params: dict
-    opt_state: optax.OptState
-    step: jax.Array  # () int32
+E1State = TrainState
 
 
 class Corro(NamedTuple):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -30,6 +29,7 @@ from reda_jax.configs import FocalConfig
 from reda_jax.data.context import DeviceDataset, sample_context_windows
 from reda_jax.networks.transition_encoder import TransitionMLP, masked_mean, \
     transitions_from_tokens
+from reda_jax.types import TrainState
 
 _COUNT_EPS = 1e-3  # FOCAL's epsilon in the denominators n_pos + eps, n_neg + eps
 
@@ -79,11 +79,7 @@ def nearest_prototype_accuracy(z: jax.Array, weights: jax.Array | None = None,
     return (hit * w).sum() / jnp.maximum(w.sum(), 1e-8)
 
 
-@flax.struct.dataclass
-class FocalState:
-    params: dict
-    opt_state: optax.OptState
-    step: jax.Array  # () int32
+FocalState = TrainState
 
 
 class Focal(NamedTuple):

@@ -52,7 +52,7 @@ from reda_jax.configs import PromptDTConfig
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
                                    stack_datasets)
 from reda_jax.eval.protocols import History
-from reda_jax.types import Transitions
+from reda_jax.types import TrainState, Transitions
 
 _MASKED_LOGIT = -1e9
 _LN_EPS = 1e-5
@@ -280,11 +280,7 @@ def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array
 # Learner.
 
 
-@flax.struct.dataclass
-class DTState:
-    params: dict
-    opt_state: optax.OptState
-    step: jax.Array  # () int32, updates done
+DTState = TrainState
 
 
 class PromptDT(NamedTuple):
