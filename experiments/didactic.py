@@ -65,8 +65,7 @@ def train_config(method: str, preset: str, num_seeds: int | None) -> configs.Tra
         config = dataclasses.replace(
             base, dynamics=dataclasses.replace(base.dynamics, max_epochs=20),
             representation=dataclasses.replace(base.representation, num_epochs=10),
-            meta=dataclasses.replace(base.meta, num_epochs=10, updates_per_epoch=500,
-                                     eval_every=10),
+            meta=dataclasses.replace(base.meta, num_epochs=10, eval_every=10),
             focal=dataclasses.replace(base.focal, num_epochs=10),
             corro=dataclasses.replace(base.corro, cvae_epochs=5, num_epochs=10),
             eval=dataclasses.replace(base.eval, num_episodes=5))
