@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.didactic import choose_checkpoints
+from reda_jax.didactic import choose_checkpoints
 from reda_jax.eval.metrics import mean_pairwise_sq_distance, relative_representation_metric
 
 
