@@ -381,7 +381,7 @@ def bench_reda(task_set) -> None:
                              f"{best:.2f} s/epoch, {what}{rate / 1e9:,.1f} GFLOP/s = "
                              f"{rate / peak:.0%} of peak; compile {t_compile:.1f} s"))
             # Evaluation: 5 tasks x 3 episodes per seed, one batched policy call per step.
-            params = (meta, rep.encoder.params)
+            params = (r.act_params(meta), rep.encoder.params)
             act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
             res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
                                      config.encoder.window, "on_policy", 3, 0, max_steps=200)

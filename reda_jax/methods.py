@@ -42,8 +42,9 @@ class Method(NamedTuple):
     init_meta(key) -> state; meta_epoch(state, frozen, meta_data, key) -> (state, metrics);
         meta_epochs, eval_every; meta_data_kind: 'windows' (the training DeviceDataset) or
         'dt' (prompt_dt.DTData).
-    act(meta_state, frozen, query, context, mask[, hist]) -> actions; history: steps of own
-        history act needs (0: none).
+    act_params(meta_state) -> the part of the stage-3 state acting reads (the actor, and
+        encoder params trained in stage 3); act(act_params, frozen, query, context, mask[,
+        hist]) -> actions; history: steps of own history act needs (0: none).
     encode(frozen, trainable, query, tokens, mask) -> z, trainable_params(meta_state); None
         for a method without a task representation (prompt_dt).
     """
@@ -63,6 +64,7 @@ class Method(NamedTuple):
     meta_epochs: int
     eval_every: int
     meta_data_kind: str
+    act_params: Callable[[Any], Any]
     act: Callable
     history: int
     encode: Callable | None
@@ -100,8 +102,8 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
     def context_method(name, learner: meta_lib.MetaLearner, **stages) -> Method:
         return Method(**{**empty, **stages}, name=name, init_meta=learner.init,
                       meta_epoch=learner.epoch,
-                      act=lambda ms, frozen, q, c, m: learner.act(
-                          ms.policy.actor_params, frozen, ms.encoder, q, c, m),
+                      act_params=lambda ms: (ms.policy.actor_params, ms.encoder),
+                      act=lambda p, frozen, q, c, m: learner.act(p[0], frozen, p[1], q, c, m),
                       encode=learner.encode, trainable_params=lambda ms: ms.encoder)
 
     if algo in ("reda", "om_sac", "om_bc"):
@@ -176,7 +178,8 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                       name="prompt_dt", init_meta=dt.init,
                       meta_epoch=_prefixed(lambda s, _frozen, data, key: dt.epoch(s, data, key),
                                            "meta/"),
-                      act=lambda s, _frozen, q, c, m, hist: dt.act(s.params, q, c, m, hist),
+                      act_params=lambda s: s.params,
+                      act=lambda p, _frozen, q, c, m, hist: dt.act(p, q, c, m, hist),
                       encode=None, trainable_params=lambda _s: {})
 
     raise ValueError(f"unknown algo {algo!r}")

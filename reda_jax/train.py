@@ -394,7 +394,7 @@ class Trainer:
 
     def evaluate(self, meta_state, frozen, epoch: int) -> dict:
         ecfg = self.config.eval
-        params = (meta_state, frozen)
+        params = (self.method.act_params(meta_state), frozen)  # only what acting reads
         if self.method.history:
             act_fn = lambda p, q, c, mk, hist: self._act(p[0], p[1], q, c, mk, hist)
         else:
@@ -510,21 +510,15 @@ def method_data_stats(algo: str, arrays: Sequence[dict]) -> dict:
         delta = np.concatenate([a["next_observations"] - a["observations"] for a in arrays])
         return {"delta_std": delta.std(0).astype(np.float32) + 1e-6}
     if algo == "prompt_dt":
-        from reda_jax.baselines.prompt_dt import state_stats
+        from reda_jax.baselines.prompt_dt import returns_to_go, state_stats
+
+        def best_return(a):  # the return-to-go at an episode's first step is its return
+            rtg, step = returns_to_go(a["rewards"], a["terminals"], a["truncations"])
+            return float(rtg[step == 0].max())
+
         return {"state_stats": state_stats(arrays),
-                "target_return": max(episode_returns(a).max() for a in arrays)}
+                "target_return": max(best_return(a) for a in arrays)}
     return {}
-
-
-def episode_returns(arrays: dict) -> np.ndarray:
-    """Undiscounted return of every episode (an unfinished last one included)."""
-    done = (np.asarray(arrays["terminals"]) > 0.5) | (np.asarray(arrays["truncations"]) > 0.5)
-    ends = np.flatnonzero(done)
-    if len(ends) == 0 or ends[-1] != len(done) - 1:
-        ends = np.append(ends, len(done) - 1)
-    csum = np.concatenate([[0.0], np.cumsum(arrays["rewards"], dtype=np.float64)])
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    return csum[ends + 1] - csum[starts]
 
 
 def _truncate_jsonl(path: Path, epoch: int) -> None:

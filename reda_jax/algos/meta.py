@@ -138,10 +138,12 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
             policy, a_info = sac.actor_step(policy, jax.lax.stop_gradient(tr), k_actor)
             info = {**c_info, **a_info}
         else:
-            def loss(actor_params, trainable):
-                tr, _ = window_features(encode, frozen, trainable, batch)
-                mean, _ = bc_actor.apply(actor_params, tr.observations)
-                mse = ((jnp.tanh(mean) - tr.actions) ** 2).sum(-1).mean()
+            def loss(actor_params, trainable):   # BC needs no z' of the next window
+                tokens, mask, query = tokens_from_context(batch)
+                z = encode(frozen, trainable, query, tokens, mask)
+                obs = jnp.concatenate([batch.observations[:, :, -1], z], -1)
+                mean, _ = bc_actor.apply(actor_params, obs)
+                mse = ((jnp.tanh(mean) - batch.actions[:, :, -1]) ** 2).sum(-1).mean()
                 return mse, {"bc_mse": mse}
 
             (g_actor, g_enc), info = jax.grad(loss, argnums=(0, 1), has_aux=True)(

@@ -50,7 +50,7 @@ import optax
 
 from reda_jax.configs import PromptDTConfig
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
-                                   stack_datasets)
+                                   stack_datasets, take_window, window_rows)
 from reda_jax.eval.protocols import History
 from reda_jax.types import TrainState, Transitions
 
@@ -173,15 +173,8 @@ def sample_segments(data: DTData, key: jax.Array, batch_size: int, history: int,
     `sample_context_windows`), each with an independently drawn K-token prompt window of the
     same task's data. Jittable (sizes static), vmappable over tasks."""
     k_seg, k_prompt = jax.random.split(key)
-    t = jax.random.randint(k_seg, (batch_size,), 0, data.size)          # (B,)
-    idx = t[:, None] + jnp.arange(1 - history, 1)[None, :]              # (B, H)
-    valid = idx >= data.episode_start[t][:, None]
-    safe = jnp.where(valid, idx, t[:, None])
-
-    def take(x):
-        g = x[safe]
-        m = valid.reshape(valid.shape + (1,) * (g.ndim - 2))
-        return jnp.where(m, g, jnp.zeros((), g.dtype))
+    safe, valid = window_rows(data.dataset, k_seg, batch_size, history)
+    take = lambda x: take_window(x, safe, valid)
 
     cb = sample_context_windows(data.dataset, k_prompt, batch_size, window)
     return DTBatch(prompt=jnp.concatenate([cb.observations, cb.prev_actions], -1),

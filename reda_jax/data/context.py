@@ -111,6 +111,24 @@ def sample_transitions(ds: DeviceDataset, key: jax.Array, batch_size: int) -> Tr
     return jax.tree.map(lambda x: x[idx], ds.transitions)
 
 
+def window_rows(ds: DeviceDataset, key: jax.Array, batch_size: int, window: int
+                ) -> tuple[jax.Array, jax.Array]:
+    """Row indices of B right-aligned windows of K rows: (safe (B, K) int32, valid (B, K)
+    bool). End rows t are uniform in [0, size); row j of a window is t-(K-1)+j, valid if it
+    is >= episode_start[t]; invalid positions point at t (read them through `take_window`)."""
+    t = jax.random.randint(key, (batch_size,), 0, ds.size)             # (B,)
+    idx = t[:, None] + jnp.arange(1 - window, 1)[None, :]             # (B, K)
+    valid = idx >= ds.episode_start[t][:, None]                        # (B, K)
+    return jnp.where(valid, idx, t[:, None]), valid
+
+
+def take_window(x: jax.Array, safe: jax.Array, valid: jax.Array) -> jax.Array:
+    """x (N, ...) gathered at `window_rows` -> (B, K, ...), zeros at invalid positions."""
+    g = x[safe]
+    m = valid.reshape(valid.shape + (1,) * (g.ndim - 2))
+    return jnp.where(m, g, jnp.zeros((), g.dtype))
+
+
 def sample_context_windows(ds: DeviceDataset, key: jax.Array, batch_size: int,
                            window: int) -> ContextBatch:
     """B = batch_size right-aligned windows of K = window transitions (see module doc).
@@ -121,16 +139,8 @@ def sample_context_windows(ds: DeviceDataset, key: jax.Array, batch_size: int,
     (B, K, ds), prev_actions (B, K, da), terminals (B, K), mask (B, K) float32.
     Pure gathers; jittable with batch_size and window static; vmappable over tasks.
     """
-    t = jax.random.randint(key, (batch_size,), 0, ds.size)             # (B,)
-    idx = t[:, None] + jnp.arange(1 - window, 1)[None, :]             # (B, K)
-    valid = idx >= ds.episode_start[t][:, None]                        # (B, K)
-    safe = jnp.where(valid, idx, t[:, None])
-
-    def take(x):
-        g = x[safe]
-        m = valid.reshape(valid.shape + (1,) * (g.ndim - 2))
-        return jnp.where(m, g, jnp.zeros((), g.dtype))
-
+    safe, valid = window_rows(ds, key, batch_size, window)
+    take = lambda x: take_window(x, safe, valid)
     tr = ds.transitions
     return ContextBatch(
         observations=take(tr.observations),
