@@ -7,11 +7,16 @@ Shows that our SAC is a real SAC: returns of the deterministic policy every
       --steps=100000 --num_seeds=4 --workdir=runs/validate_sac/hopper
   python -m experiments.validate_sac --hparams=spinningup --num_seeds=2 --workdir=...
 
-An alpha_lr of 0 keeps the temperature fixed at init_temperature.
+An alpha_lr of 0 keeps the temperature fixed at init_temperature. --init, --random_steps,
+--update_after and --init_temperature override one setting of --hparams at a time (the
+comparison with stable-baselines3 in docs/results.md):
+
+  python -m experiments.validate_sac --init=pytorch --random_steps=5000 --steps=50000 ...
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 from absl import app, flags
 from tqdm import tqdm
@@ -34,6 +39,15 @@ _HPARAMS = flags.DEFINE_enum(
     "spinningup: the settings of OpenAI Spinning Up's SAC benchmark (Adam 1e-3, batch 100, "
     "fixed temperature 0.2), to compare with its published Hopper curve.")
 
+_INIT = flags.DEFINE_enum("init", None, ["lecun", "pytorch"],
+                          "SACConfig.network_init (default: that of --hparams).")
+_RANDOM = flags.DEFINE_integer("random_steps", None,
+                               "Initial uniform-random steps (default: CollectConfig's).")
+_UPDATE_AFTER = flags.DEFINE_integer("update_after", None,
+                                     "Steps before the first update (default: CollectConfig's).")
+_TEMP = flags.DEFINE_float("init_temperature", None,
+                           "SACConfig.init_temperature (default: that of --hparams).")
+
 HPARAMS = {
     "ours": SACConfig(),
     "spinningup": SACConfig(actor_lr=1e-3, critic_lr=1e-3, alpha_lr=0.0, init_temperature=0.2,
@@ -48,9 +62,17 @@ def main(_):
     n_evals = _STEPS.value // _EVAL_EVERY.value
     quiet_logs()
     # 2x256 networks, as in the published SAC results we compare with.
-    config = CollectConfig(sac=HPARAMS[_HPARAMS.value], total_steps=_STEPS.value, num_checkpoints=n_evals,
+    sac = HPARAMS[_HPARAMS.value]
+    if _INIT.value is not None:
+        sac = dataclasses.replace(sac, network_init=_INIT.value)
+    if _TEMP.value is not None:
+        sac = dataclasses.replace(sac, init_temperature=_TEMP.value)
+    schedule = {name: flag.value for name, flag in (("random_steps", _RANDOM),
+                                                      ("update_after", _UPDATE_AFTER))
+                if flag.value is not None}
+    config = CollectConfig(sac=sac, total_steps=_STEPS.value, num_checkpoints=n_evals,
                            checkpoint_groups=((n_evals,),), train_transitions=_EVAL_STEPS.value,
-                           test_transitions_per_checkpoint=_EVAL_STEPS.value)
+                           test_transitions_per_checkpoint=_EVAL_STEPS.value, **schedule)
     seeds = list(range(_SEEDS.value))
     prepare_run_dir(_WORKDIR.value, dict(task=task.name, env_id=task.env_id, seeds=seeds,
                                          collect=to_dict(config)))

@@ -19,10 +19,12 @@ class TanhGaussianActor(nn.Module):
     act_dim: int
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    network_init: str = "lecun"
+    """Initialisation of the MLP (reda_jax.networks.mlp.NETWORK_INITS)."""
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden_dims, 2 * self.act_dim)(obs)
+        out = MLP(self.hidden_dims, 2 * self.act_dim, network_init=self.network_init)(obs)
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
@@ -46,6 +48,8 @@ class TwinCritic(nn.Module):
 
     hidden_dims: Sequence[int]
     num_qs: int = 2
+    network_init: str = "lecun"
+    """Initialisation of the MLP heads (reda_jax.networks.mlp.NETWORK_INITS)."""
 
     @nn.compact
     def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
@@ -56,5 +60,5 @@ class TwinCritic(nn.Module):
             in_axes=None,
             out_axes=0,
             axis_size=self.num_qs,
-        )(self.hidden_dims, 1)
+        )(self.hidden_dims, 1, network_init=self.network_init)
         return heads(concat(obs, act))[..., 0]
