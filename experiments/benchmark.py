@@ -323,7 +323,8 @@ def bench_reda(task_set) -> None:
 
             def variant(cfg, dyn_steps=1, rew_steps=1):
                 return make_method(cfg, task_set.obs_dim, task_set.act_dim, n_tasks,
-                                   task_set.termination_fn, dyn_steps, rew_steps)
+                                   task_set.termination_fn, dyn_steps, rew_steps,
+                                   reward_range=(0.0, 1.0))
 
             def lower_dyn(c):
                 fn = jax.jit(jax.vmap(variant(config, *c).stage1_epoch, in_axes=(0, None, 0)))

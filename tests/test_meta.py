@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from reda_jax.algos import meta as meta_lib
 from reda_jax.algos.contrastive import make_encoder_learner
@@ -45,12 +46,14 @@ def test_fixed_encoder_update_equals_sac_bc_on_precomputed_features():
     frozen = enc.init(jax.random.key(1)).params
     cfg = MetaPolicyConfig(sac=SMALL)
     learner = meta_lib.make_meta_learner(
-        cfg, DS, DA, 2, K, ENC.z_dim, encode=lambda f, t, q, tok, m: enc.encode(f, q, tok, m))
+        cfg, DS, DA, 2, K, ENC.z_dim, encode=lambda f, t, q, tok, m: enc.encode(f, q, tok, m),
+        reward_range=(-1.0, 2.0))
     state = learner.init(jax.random.key(2))
     batch = _windows(jax.random.key(3))
     new, info = learner.update(state, frozen, batch, jax.random.key(4))
 
-    sac = make_sac(cfg.sac, DS + ENC.z_dim, DA, q_weight=cfg.q_weight, bc_weight=cfg.bc_weight)
+    sac = make_sac(cfg.sac, DS + ENC.z_dim, DA, q_weight=cfg.q_weight, bc_weight=cfg.bc_weight,
+                   actor_entropy=cfg.actor_entropy, target_bounds=(-100.0, 200.0))
     features, z = meta_lib.window_features(
         lambda f, t, q, tok, m: enc.encode(f, q, tok, m), frozen, {}, batch)
     assert z.shape == (64, ENC.z_dim)
@@ -67,7 +70,7 @@ def test_bc_objective_is_the_squared_error_of_the_deterministic_action():
     learner = meta_lib.make_meta_learner(
         MetaPolicyConfig(sac=SMALL), DS, DA, 2, K, ENC.z_dim,
         encode=lambda f, t, q, tok, m: enc.encode(t, q, tok, m),
-        init_trainable=lambda k: enc.init(k).params, objective="bc")
+        init_trainable=lambda k: enc.init(k).params, objective="bc", reward_range=(0.0, 1.0))
     state = learner.init(jax.random.key(0))
     batch = _windows(jax.random.key(1))
     _, info = learner.update(state, {}, batch, jax.random.key(2))
@@ -97,7 +100,8 @@ def _trained_error(objective: str, updates: int) -> tuple[float, float]:
     cfg = MetaPolicyConfig(sac=SMALL, updates_per_epoch=updates)
     learner = meta_lib.make_meta_learner(
         cfg, DS, DA, 2, K, ENC.z_dim, encode=lambda f, t, q, tok, m: enc.encode(t, q, tok, m),
-        init_trainable=lambda k: enc.init(k).params, encoder_lr=1e-3, objective=objective)
+        init_trainable=lambda k: enc.init(k).params, encoder_lr=1e-3, objective=objective,
+        reward_range=(-5.0, 5.0))
     state = learner.init(jax.random.key(0))
     before = _task_action_error(learner, state, jax.random.key(9))
     state, metrics = jax.jit(learner.epoch)(state, {}, DATA, jax.random.key(1))
@@ -115,7 +119,7 @@ def test_om_bc_encoder_learns_the_task_from_the_context():
 def test_om_sac_trains_its_encoder_through_the_critics():
     enc = make_encoder_learner(ENC, DS, DA)
     learner = meta_lib.make_meta_learner(
-        MetaPolicyConfig(sac=SMALL), DS, DA, 2, K, ENC.z_dim,
+        MetaPolicyConfig(sac=SMALL, clip_td_target=False), DS, DA, 2, K, ENC.z_dim,
         encode=lambda f, t, q, tok, m: enc.encode(t, q, tok, m),
         init_trainable=lambda k: enc.init(k).params)
     state = learner.init(jax.random.key(0))
@@ -137,3 +141,102 @@ def test_om_sac_trains_its_encoder_through_the_critics():
     expected = optax.apply_updates(state.encoder, updates)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  new.encoder, expected)
+
+
+def _sanity_learner(kind: str, updates: int = 1000):
+    """`bc` (no context) or `oracle` (z = the task's multiplier) trained on DATA, whose two
+    tasks differ only in the behavior action (+0.5 / -0.5). A low initial temperature lets
+    the BC term win quickly (at alpha ~1 the entropy bonus keeps the actor wide for
+    thousands of updates)."""
+    sac = SACConfig(hidden_dims=(32, 32), batch_size=64, init_temperature=0.01)
+    cfg = MetaPolicyConfig(sac=sac, updates_per_epoch=updates)
+    if kind == "bc":
+        learner = meta_lib.make_meta_learner(cfg, DS, DA, 2, K, 0, encode=meta_lib.no_context,
+                                             objective="bc", reward_range=(-5.0, 5.0))
+    else:
+        learner = meta_lib.make_meta_learner(cfg, DS, DA, 2, K, 1, encode=meta_lib.no_context,
+                                             reward_range=(-5.0, 5.0),
+                                             task_features=np.array([[1.0], [2.0]]))
+    state, _ = jax.jit(learner.epoch)(learner.init(jax.random.key(0)), {}, DATA,
+                                      jax.random.key(1))
+    return learner, state
+
+
+def test_oracle_acts_on_the_true_task_and_bc_on_no_context():
+    batch = _windows(jax.random.key(5), 64)
+    tokens = jnp.concatenate([batch.observations, batch.prev_actions], -1)
+    query = tokens[:, :, -1]
+    learner, state = _sanity_learner("oracle")
+    task = jnp.array([[1.0], [2.0]])[:, None].repeat(64, 1)                   # (2, 64, 1)
+    a = learner.act(state.policy.actor_params, {}, {}, query, tokens, batch.mask, task)
+    # The actor reads [s, multiplier]: the true task's multiplier gives that task's action.
+    np.testing.assert_allclose(np.asarray(a[0]).mean(), 0.5, atol=0.1)
+    np.testing.assert_allclose(np.asarray(a[1]).mean(), -0.5, atol=0.1)
+    swapped = learner.act(state.policy.actor_params, {}, {}, query, tokens, batch.mask,
+                          task[::-1])
+    np.testing.assert_allclose(np.asarray(swapped[0]).mean(), -0.5, atol=0.1)
+    with pytest.raises(ValueError, match="pass task"):
+        learner.act(state.policy.actor_params, {}, {}, query, tokens, batch.mask)
+    # Training windows of task t carry z = its features (and z' the same).
+    tr, z = meta_lib.window_features(meta_lib.no_context, {}, {}, batch,
+                                     jnp.array([[1.0], [2.0]]))
+    np.testing.assert_array_equal(np.asarray(z)[:, 0], np.repeat([1.0, 2.0], 64))
+    np.testing.assert_array_equal(tr.next_observations[:, -1], tr.observations[:, -1])
+
+    learner, state = _sanity_learner("bc")
+    a = learner.act(state.policy.actor_params, {}, {}, query, tokens, batch.mask)
+    # Without context both tasks get the same action: the mean of +-0.5.
+    np.testing.assert_allclose(np.asarray(a), np.asarray(
+        learner.act(state.policy.actor_params, {}, {}, query, tokens * 0, batch.mask * 0)))
+    assert abs(float(np.asarray(a).mean())) < 0.15
+    with pytest.raises(ValueError, match="task_features must be"):
+        meta_lib.make_meta_learner(MetaPolicyConfig(sac=SMALL), DS, DA, 2, K, 1,
+                                   encode=meta_lib.no_context, reward_range=(0.0, 1.0),
+                                   task_features=np.ones((3, 1)))
+
+
+def _narrow_task_data(seed: int, n: int = 3000, episode: int = 50) -> dict:
+    """Pendulum-like narrow data: reward 1 every step, episodes end by termination, the
+    behavior action a deterministic, nearly linear function of the state spanning ~+-0.2
+    (the didactic datasets' shape, where SAC+BC once fell below BC)."""
+    rng = np.random.default_rng(seed)
+    obs = (rng.normal(size=(n, 4)) * 0.3).astype(np.float32)
+    act = np.tanh(obs @ np.array([[0.3], [-0.2], [0.25], [0.1]], np.float32))
+    term = np.zeros(n, np.float32)
+    term[episode - 1::episode] = 1.0
+    return {"observations": obs, "actions": act, "rewards": np.ones(n, np.float32),
+            "next_observations": obs + 0.05 * rng.normal(size=obs.shape).astype(np.float32),
+            "terminals": term, "truncations": np.zeros(n, np.float32)}
+
+
+def _narrow_oracle(cfg: MetaPolicyConfig) -> tuple[float, float]:
+    """(squared action error of the deterministic policy, largest batch Q seen) of an oracle
+    trained for one epoch on two narrow tasks."""
+    data = stack_datasets([_narrow_task_data(0), _narrow_task_data(1)])
+    learner = meta_lib.make_meta_learner(cfg, 4, 1, 2, K, 1, encode=meta_lib.no_context,
+                                         reward_range=(1.0, 1.0),
+                                         task_features=np.array([[1.0], [2.0]]))
+    state, metrics = jax.jit(learner.epoch)(learner.init(jax.random.key(0)), {}, data,
+                                            jax.random.key(1))
+    batch = jax.vmap(lambda d, k: sample_context_windows(d, k, 256, K))(
+        data, jax.random.split(jax.random.key(2), 2))
+    tokens = jnp.concatenate([batch.observations, batch.prev_actions], -1)
+    task = jnp.array([[1.0], [2.0]])[:, None].repeat(256, 1)
+    a = learner.act(state.policy.actor_params, {}, {}, tokens[:, :, -1], tokens, batch.mask, task)
+    err = float(((a - batch.actions[:, :, -1]) ** 2).sum(-1).mean())
+    return err, float(metrics["meta/q_max"].max())
+
+
+@pytest.mark.timeout(300)
+def test_default_offline_learner_stays_at_bc_level_on_narrow_data():
+    """The regression behind issue 9: on narrow single-policy data the old recipe (TD3+BC's
+    q_weight 2.5, no target clip) lets the critic's extrapolated slope drag the actor off
+    the data; the defaults keep the actor on it and Q inside r_max / (1 - gamma) = 100."""
+    fast = SACConfig(hidden_dims=(64, 64), batch_size=64, tau=0.1)   # quick target updates
+    default_err, default_q = _narrow_oracle(MetaPolicyConfig(sac=fast, updates_per_epoch=2000))
+    old_err, _ = _narrow_oracle(MetaPolicyConfig(sac=fast, updates_per_epoch=2000,
+                                                 q_weight=2.5, clip_td_target=False))
+    action_var = float(np.var(_narrow_task_data(0)["actions"]))        # ~0.02
+    assert default_q <= 100.0 + 1e-3
+    assert default_err < 0.1 * action_var, (default_err, action_var)
+    assert old_err > 2.0 * default_err, (old_err, default_err)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reda_jax.algos.sac import make_sac, td_target
+from reda_jax.algos.sac import actor_objective, make_sac, td_target, value_bounds
 from reda_jax.configs import SACConfig
 from reda_jax.networks.policies import sample_tanh_gaussian
 from reda_jax.types import Transitions
@@ -116,3 +116,29 @@ def test_update_names_a_wrongly_shaped_batch():
                       jnp.zeros(4), jnp.zeros(4))
     with pytest.raises(AssertionError, match=r"Transitions.actions has shape \(4, 5\), expected \(4, 2\)"):
         sac.update(state, bad, jax.random.key(1))
+
+
+def test_value_bounds_and_clipped_td_target():
+    # Every reward 1, episodes may end: any return lies in [0, 1 / (1 - gamma)].
+    assert value_bounds(1.0, 1.0, 0.99) == pytest.approx((0.0, 100.0))
+    assert value_bounds(-2.0, 3.0, 0.9) == pytest.approx((-20.0, 30.0))
+    assert value_bounds(0.5, 3.0, 0.5) == pytest.approx((0.0, 6.0))
+    with pytest.raises(ValueError, match="reward_min <= reward_max"):
+        value_bounds(1.0, 0.0, 0.99)
+    rewards, terminals = jnp.array([1.0, 1.0, 1.0]), jnp.zeros(3)
+    next_q = jnp.array([[150.0, 50.0, -40.0], [160.0, 60.0, -30.0]])
+    out = td_target(rewards, terminals, next_q, jnp.zeros(3), alpha=0.0, gamma=0.99,
+                    bounds=value_bounds(1.0, 1.0, 0.99))
+    # Unclipped: [149.5, 50.5, -38.6]; clipped to [0, 100].
+    np.testing.assert_allclose(out, [100.0, 50.5, 0.0], rtol=1e-6)
+
+
+def test_actor_objective_with_and_without_entropy():
+    logp, q = jnp.array([-1.0, 0.5]), jnp.array([2.0, -4.0])
+    a, data = jnp.array([[0.5], [0.0]]), jnp.array([[0.0], [1.0]])
+    # mean|Q| = 3: Q term -2.5 * Q / 3; BC term |a - a_data|^2 = [0.25, 1].
+    with_ent = actor_objective(logp, q, 0.2, 2.5, 1.0, a, data)
+    expected = np.mean([0.2 * -1.0 - 2.5 * 2.0 / 3 + 0.25, 0.2 * 0.5 + 2.5 * 4.0 / 3 + 1.0])
+    assert float(with_ent) == pytest.approx(expected, rel=1e-5)
+    without = actor_objective(logp, q, 0.2, 2.5, 1.0, a, data, entropy=False)
+    assert float(without) == pytest.approx(expected - 0.2 * np.mean([-1.0, 0.5]), rel=1e-5)

@@ -10,9 +10,12 @@ as the policy's learner:
       The critic loss is differentiated with respect to the critics AND the trainable encoder
       parameters (as CORRO and PEARL train their encoders); the actor and the temperature see
       the same z held constant; z' of the next window is held constant as well.
-  objective 'bc' (OM-BC): behavior cloning alone, mean over the batch of
+  objective 'bc' (OM-BC, BC): behavior cloning alone, mean over the batch of
       sum_dims (tanh(mu(s, z)) - a_data)^2, differentiated with respect to the actor and
       the trainable encoder parameters.
+
+Sanity baselines: `bc` is objective 'bc' with `no_context` (z of size 0); `oracle` is
+'sac_bc' with `task_features`: z is the true task's features instead of an encoding.
 
 Batches: `per_task` = batch_size // T windows of every training task, each window's newest
 step is the transition; z' is the window shifted by one step (its newest token is
@@ -28,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from reda_jax.algos.contrastive import tokens_from_context
-from reda_jax.algos.sac import make_sac
+from reda_jax.algos.sac import make_sac, value_bounds
 from reda_jax.configs import MetaPolicyConfig
 from reda_jax.data.context import DeviceDataset, sample_context_windows
 from reda_jax.networks.policies import TanhGaussianActor
@@ -66,15 +69,23 @@ class MetaLearner(NamedTuple):
     encode: EncodeFn
 
 
-def window_features(encode: EncodeFn, frozen, trainable, batch) -> tuple[Transitions, jax.Array]:
+def window_features(encode: EncodeFn, frozen, trainable, batch,
+                    task_features: jax.Array | None = None) -> tuple[Transitions, jax.Array]:
     """ContextBatch (T, P, K, ...) -> (Transitions (T*P, ...) with z appended to s and z' to
-    s', z (T*P, Z)). z' (of the window shifted by one step) is held constant."""
-    tokens, mask, query = tokens_from_context(batch)
-    z = encode(frozen, trainable, query, tokens, mask)
-    next_token = jnp.concatenate([batch.next_observations[:, :, -1], batch.actions[:, :, -1]], -1)
-    next_tokens = jnp.concatenate([tokens[:, :, 1:], next_token[:, :, None]], 2)
-    next_mask = jnp.concatenate([mask[:, :, 1:], jnp.ones_like(mask[:, :, :1])], 2)
-    z_next = jax.lax.stop_gradient(encode(frozen, trainable, next_token, next_tokens, next_mask))
+    s', z (T*P, Z)). z' (of the window shifted by one step) is held constant.
+    task_features (T, Z): the oracle's z, the true task's features, replaces the encoder."""
+    if task_features is not None:
+        z = jnp.broadcast_to(task_features[:, None], batch.rewards.shape[:2] + task_features.shape[1:])
+        z_next = z
+    else:
+        tokens, mask, query = tokens_from_context(batch)
+        z = encode(frozen, trainable, query, tokens, mask)
+        next_token = jnp.concatenate([batch.next_observations[:, :, -1], batch.actions[:, :, -1]],
+                                     -1)
+        next_tokens = jnp.concatenate([tokens[:, :, 1:], next_token[:, :, None]], 2)
+        next_mask = jnp.concatenate([mask[:, :, 1:], jnp.ones_like(mask[:, :, :1])], 2)
+        z_next = jax.lax.stop_gradient(encode(frozen, trainable, next_token, next_tokens,
+                                              next_mask))
     last = lambda x: x[:, :, -1].reshape((-1,) + x.shape[3:])
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
     z = flat(z)
@@ -86,22 +97,45 @@ def window_features(encode: EncodeFn, frozen, trainable, batch) -> tuple[Transit
         truncations=jnp.zeros_like(last(batch.rewards))), z
 
 
+def no_context(frozen, trainable, query: jax.Array, tokens, mask) -> jax.Array:
+    """The encoder of a context-free policy (`bc`): z (..., 0)."""
+    return jnp.zeros(query.shape[:-1] + (0,), query.dtype)
+
+
 def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_tasks: int,
                       window: int, z_dim: int, encode: EncodeFn,
                       init_trainable: Callable[[jax.Array], Any] | None = None,
-                      encoder_lr: float = 3e-4, objective: str = "sac_bc") -> MetaLearner:
+                      encoder_lr: float = 3e-4, objective: str = "sac_bc",
+                      reward_range: tuple[float, float] | None = None,
+                      task_features: jax.Array | None = None) -> MetaLearner:
     """init(key) -> MetaState;
     update(state, frozen, batch: ContextBatch (T, P, K, ...), key) -> (state, metrics);
     epoch(state, frozen, data: DeviceDataset (T, ...), key) -> (state, metrics): a lax.scan
         of config.updates_per_epoch updates, metrics with a leading (updates,) axis;
-    act(actor_params, frozen, trainable, query (..., D), context (..., K, D), mask (..., K))
-        -> deterministic actions (..., da)."""
+    act(actor_params, frozen, trainable, query (..., D), context (..., K, D), mask (..., K),
+        task=None) -> deterministic actions (..., da).
+    reward_range (r_min, r_max) of the training data: TD targets are clipped to
+        `value_bounds` of it when config.clip_td_target.
+    task_features (T, z_dim): the oracle: z is the true task's features (training windows
+        of task t get task_features[t]; `act` takes them as `task` (..., z_dim)), the
+        encoder is unused."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     T, K = num_tasks, window
+    if task_features is not None:
+        task_features = jnp.asarray(task_features, jnp.float32)
+        if task_features.shape != (T, z_dim):
+            raise ValueError(f"task_features must be (num_tasks, z_dim) = {(T, z_dim)}, got "
+                             f"{task_features.shape}")
     per_task = max(config.sac.batch_size // T, 1)
+    bounds = None
+    if config.clip_td_target:
+        if reward_range is None:
+            raise ValueError("clip_td_target needs the training data's reward_range")
+        bounds = value_bounds(float(reward_range[0]), float(reward_range[1]), config.sac.gamma)
     sac = make_sac(config.sac, obs_dim + z_dim, act_dim, q_weight=config.q_weight,
-                   bc_weight=config.bc_weight)
+                   bc_weight=config.bc_weight, actor_entropy=config.actor_entropy,
+                   target_bounds=bounds)
     bc_actor = TanhGaussianActor(config.sac.hidden_dims, act_dim, config.sac.log_std_min,
                                  config.sac.log_std_max)
     bc_opt = optax.adam(config.sac.actor_lr)
@@ -128,7 +162,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
             k_critic, k_actor = jax.random.split(key)
 
             def loss(critic_params, trainable):
-                tr, _ = window_features(encode, frozen, trainable, batch)
+                tr, _ = window_features(encode, frozen, trainable, batch, task_features)
                 l, info = sac.critic_loss(critic_params, state.policy, tr, k_critic)
                 return l, (info, tr)
 
@@ -140,7 +174,11 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
         else:
             def loss(actor_params, trainable):   # BC needs no z' of the next window
                 tokens, mask, query = tokens_from_context(batch)
-                z = encode(frozen, trainable, query, tokens, mask)
+                if task_features is None:
+                    z = encode(frozen, trainable, query, tokens, mask)
+                else:
+                    z = jnp.broadcast_to(task_features[:, None],
+                                         query.shape[:2] + task_features.shape[1:])
                 obs = jnp.concatenate([batch.observations[:, :, -1], z], -1)
                 mean, _ = bc_actor.apply(actor_params, obs)
                 mse = ((jnp.tanh(mean) - batch.actions[:, :, -1]) ** 2).sum(-1).mean()
@@ -166,8 +204,13 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                                       jax.random.split(key, config.updates_per_epoch))
         return state.replace(epoch=state.epoch + 1), {f"meta/{k}": v for k, v in metrics.items()}
 
-    def act(actor_params, frozen, trainable, query, context, mask) -> jax.Array:
-        z = encode(frozen, trainable, query, context, mask)
+    def act(actor_params, frozen, trainable, query, context, mask, task=None) -> jax.Array:
+        if task_features is None:
+            z = encode(frozen, trainable, query, context, mask)
+        elif task is None:
+            raise ValueError("an oracle meta-policy acts on the true task's features: pass task")
+        else:
+            z = jnp.broadcast_to(task, query.shape[:-1] + task.shape[-1:])
         obs = jnp.concatenate([query[..., :obs_dim], z], -1)
         if objective == "sac_bc":
             return sac.act(actor_params, obs, None, deterministic=True)

@@ -43,13 +43,28 @@ class SACState:
 
 
 def td_target(rewards: jax.Array, terminals: jax.Array, next_q: jax.Array, next_log_prob: jax.Array,
-              alpha: jax.Array, gamma: float, backup_entropy: bool = True) -> jax.Array:
+              alpha: jax.Array, gamma: float, backup_entropy: bool = True,
+              bounds: tuple[float, float] | None = None) -> jax.Array:
     """Soft TD target, all (B,) except next_q (num_qs, B):
-    r + gamma * (1 - terminal) * (min_i Q_i(s', a') - alpha * log pi(a'|s'))."""
+    r + gamma * (1 - terminal) * (min_i Q_i(s', a') - alpha * log pi(a'|s')),
+    clipped to bounds = (low, high) if given."""
     v = next_q.min(0)
     if backup_entropy:
         v = v - alpha * next_log_prob
-    return rewards + gamma * (1.0 - terminals) * v
+    target = rewards + gamma * (1.0 - terminals) * v
+    if bounds is not None:
+        target = jnp.clip(target, bounds[0], bounds[1])
+    return target
+
+
+def value_bounds(reward_min: float, reward_max: float, gamma: float) -> tuple[float, float]:
+    """The range of any discounted return when every reward lies in [reward_min, reward_max]
+    and an episode may end (terminal value 0) at any step:
+    [min(0, r_min), max(0, r_max)] / (1 - gamma)."""
+    if not (reward_min <= reward_max) or not 0.0 <= gamma < 1.0:
+        raise ValueError(f"need reward_min <= reward_max and 0 <= gamma < 1, got "
+                         f"{reward_min}, {reward_max}, {gamma}")
+    return min(0.0, reward_min) / (1.0 - gamma), max(0.0, reward_max) / (1.0 - gamma)
 
 
 class SAC(NamedTuple):
@@ -66,25 +81,31 @@ class SAC(NamedTuple):
 
 def actor_objective(log_prob: jax.Array, q: jax.Array, alpha: jax.Array,
                     q_weight: float | None = None, bc_weight: float = 0.0,
-                    actions: jax.Array | None = None, data_actions: jax.Array | None = None
-                    ) -> jax.Array:
+                    actions: jax.Array | None = None, data_actions: jax.Array | None = None,
+                    entropy: bool = True) -> jax.Array:
     """The actor's loss from (B,) log pi(a~|s) and (B,) min-Q at the sampled actions a~ (B, da).
 
     q_weight None: SAC's mean(alpha * log pi - Q). Otherwise SAC+BC with TD3+BC scaling:
     mean(alpha * log pi - q_weight * Q / stop_grad(mean|Q|) + bc_weight * |a~ - a_data|^2).
+    entropy False drops the alpha * log pi term.
     """
+    ent = alpha * log_prob if entropy else jnp.zeros_like(log_prob)
     if q_weight is None:
-        return (alpha * log_prob - q).mean()
+        return (ent - q).mean()
     scale = q_weight / jax.lax.stop_gradient(jnp.abs(q).mean() + 1e-6)
     bc = ((actions - data_actions) ** 2).sum(-1)
-    return (alpha * log_prob - scale * q + bc_weight * bc).mean()
+    return (ent - scale * q + bc_weight * bc).mean()
 
 
 def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | None = None,
-             bc_weight: float = 0.0) -> SAC:
-    """SAC (q_weight None) or offline SAC+BC (q_weight, bc_weight; see the module doc)."""
-    actor = TanhGaussianActor(config.hidden_dims, act_dim, config.log_std_min, config.log_std_max)
-    critic = TwinCritic(config.hidden_dims)
+             bc_weight: float = 0.0, actor_entropy: bool = True,
+             target_bounds: tuple[float, float] | None = None) -> SAC:
+    """SAC (q_weight None) or offline SAC+BC (q_weight, bc_weight; see the module doc).
+    actor_entropy False: no alpha * log pi term in the actor's loss; target_bounds (low,
+    high): TD targets clipped to that range (e.g. `value_bounds` of the data's rewards)."""
+    actor = TanhGaussianActor(config.hidden_dims, act_dim, config.log_std_min, config.log_std_max,
+                              network_init=config.network_init)
+    critic = TwinCritic(config.hidden_dims, network_init=config.network_init)
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)
     alpha_opt = optax.adam(config.alpha_lr)
@@ -121,15 +142,18 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | No
         next_act, next_logp = policy(state.actor_params, batch.next_observations, key)
         next_q = critic.apply(state.target_critic_params, batch.next_observations, next_act)
         target = td_target(batch.rewards, batch.terminals, next_q, next_logp,
-                           jnp.exp(state.log_alpha), config.gamma, config.backup_entropy)
+                           jnp.exp(state.log_alpha), config.gamma, config.backup_entropy,
+                           target_bounds)
         q = critic.apply(critic_params, batch.observations, batch.actions)  # (2, B)
         loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(1).sum()
-        return loss, {"critic_loss": loss, "q": q.mean(), "target_q": target.mean()}
+        return loss, {"critic_loss": loss, "q": q.mean(), "q_max": q.max(),
+                      "target_q": target.mean()}
 
     def actor_loss(actor_params, critic_params, log_alpha, batch: Transitions, key):
         a, logp = policy(actor_params, batch.observations, key)
         q = critic.apply(critic_params, batch.observations, a).min(0)
-        loss = actor_objective(logp, q, jnp.exp(log_alpha), q_weight, bc_weight, a, batch.actions)
+        loss = actor_objective(logp, q, jnp.exp(log_alpha), q_weight, bc_weight, a, batch.actions,
+                               actor_entropy)
         info = {"actor_loss": loss, "entropy": -logp.mean()}
         if q_weight is not None:
             info["bc_mse"] = ((a - batch.actions) ** 2).sum(-1).mean()
