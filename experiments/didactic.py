@@ -1,12 +1,16 @@
 """The didactic example (paper Section 5.1, Appendix B.3, Figure 2): `reda_jax.didactic`.
 
-  python -m experiments.didactic                         # ~20 min on a 2-core CPU
+  python -m experiments.didactic                         # see README for the measured time
   python -m experiments.didactic --preset=smoke --workdir=/tmp/didactic   # ~2 min
 
-Trains behavior SAC on InvertedPendulum at gravity x1.0 and x2.0, picks checkpoints by
-return, trains ReDA, OM-SAC and FOCAL (--methods) on D1_train and D2_train, and prints the
-return on task 1 with contexts from D1_test and d(phi) of Eq. 8 (mean ± std over seeds);
-draws Figure 2 with the `viz` extra. Everything lands in --workdir; rerunning resumes.
+For each collection seed (--collect_seeds): trains behavior SAC on InvertedPendulum at
+gravity x1.0 and x2.0, picks checkpoints by return (`reda_jax.didactic.choose_checkpoints`),
+trains every method (--methods; bc and oracle are the sanity floor and ceiling) on D1_train
+and D2_train with --num_seeds vmapped seeds, and evaluates on task 1: with D1_test contexts
+(the paper's Figure 2(a)), with D1_train contexts and on-policy. Prints one table pooled
+over seeds x collections (mean and 95% t-interval), d(phi) of Eq. 8, the critics' largest
+epoch mean Q, the checkpoints each collection used, and whether Figure 2 holds. Draws
+Figure 2 with the `viz` extra. Everything lands in --workdir; rerunning resumes.
 """
 from __future__ import annotations
 
@@ -15,36 +19,63 @@ from pathlib import Path
 
 from absl import app, flags
 
-from reda_jax.didactic import METHODS, didactic_data, draw_figure, format_table, run_method
+from reda_jax.didactic import DEFAULT_METHODS, METHODS, didactic_data, draw_figure, \
+    figure2_verdict, format_table, pool, run_method
 from reda_jax.run_info import quiet_logs
 
 _PRESET = flags.DEFINE_enum("preset", "default", ["default", "smoke"],
-                            "default: the sizes below (~20 min on 2 cores); smoke: seconds.")
-_METHODS = flags.DEFINE_list("methods", ["reda", "om_sac", "focal"],
-                             "Methods to compare (any context-based algo).")
-_NUM_SEEDS = flags.DEFINE_integer("num_seeds", None, "Seeds (vmapped); default: the preset's.")
+                            "default: the sizes in reda_jax.didactic; smoke: seconds.")
+_METHODS = flags.DEFINE_list("methods", list(DEFAULT_METHODS),
+                             f"Methods to compare, any of {', '.join(METHODS)}.")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Learner seeds per collection (vmapped).")
+_COLLECT_SEEDS = flags.DEFINE_list("collect_seeds", ["0", "1"],
+                                   "Independent data collections (behavior SAC seeds).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/didactic", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def _collect_seeds() -> list[int]:
+    try:
+        seeds = [int(s) for s in _COLLECT_SEEDS.value]
+    except ValueError:
+        raise app.UsageError(f"--collect_seeds must be integers >= 0, got {_COLLECT_SEEDS.value}")
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise app.UsageError(f"--collect_seeds must be distinct integers >= 0, got {seeds}")
+    return seeds
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     bad = [m for m in _METHODS.value if m not in METHODS]
-    if bad:
-        raise app.UsageError(f"--methods: {bad} not context-based methods; valid: {METHODS}")
+    if bad or not _METHODS.value:
+        raise app.UsageError(f"--methods: {bad or 'none given'}; valid: {', '.join(METHODS)}")
+    if _NUM_SEEDS.value < 1:
+        raise app.UsageError(f"--num_seeds must be >= 1, got {_NUM_SEEDS.value}")
+    collect_seeds = _collect_seeds()
     quiet_logs()
-    workdir = Path(_WORKDIR.value)
-    train, test, info = didactic_data(workdir, _PRESET.value)
-    rows = [run_method(m, _PRESET.value, _NUM_SEEDS.value, workdir, train, test,
-                       _PROGRESS.value) for m in _METHODS.value]
-    table = format_table(rows, info)
-    (workdir / "didactic.md").write_text(table + "\n")
-    (workdir / "didactic.json").write_text(json.dumps({"rows": rows, "data": info}, indent=1))
-    print("\nDidactic example (InvertedPendulum, gravity x1.0 = task 1, x2.0 = task 2), "
-          "mean ± std over seeds:\n" + table)
-    if draw_figure(rows, workdir / "figure2.png"):
-        print(f"figure: {workdir / 'figure2.png'}")
+    root = Path(_WORKDIR.value)
+    per_method: dict[str, list[dict]] = {m: [] for m in _METHODS.value}
+    infos = {}
+    for cs in collect_seeds:
+        workdir = root / f"collect{cs}"
+        train, test, infos[cs] = didactic_data(workdir, _PRESET.value, cs)
+        print(f"collection {cs}: " + ", ".join(
+            f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f})"
+            for k, v in infos[cs].items()), flush=True)
+        for m in _METHODS.value:
+            per_method[m].append(run_method(m, _PRESET.value, _NUM_SEEDS.value, workdir, train,
+                                            test, _PROGRESS.value))
+    rows = [pool(v) for v in per_method.values()]
+    table = format_table(rows, infos)
+    verdict = figure2_verdict(rows)
+    (root / "didactic.md").write_text(table + "\n\n" + verdict + "\n")
+    (root / "didactic.json").write_text(json.dumps(
+        {"rows": rows, "per_collection": per_method, "data": infos}, indent=1))
+    print("\nDidactic example (InvertedPendulum, gravity x1.0 = task 1, x2.0 = task 2):\n"
+          + table + "\n\n" + verdict)
+    if draw_figure(rows, root / "figure2.png"):
+        print(f"figure: {root / 'figure2.png'}")
 
 
 if __name__ == "__main__":

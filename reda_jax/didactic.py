@@ -26,22 +26,28 @@ from reda_jax.run_info import prepare_run_dir
 
 TASK_SET = "inverted-pendulum-gravity"
 TARGETS = {"train1": 100.0, "train2": 50.0, "test1": 50.0, "test2": 100.0}
-METHOD_LABELS = {"reda": "ReDA", "om_sac": "OM-SAC", "focal": "FOCAL", "om_bc": "OM-BC",
-                 "corro": "CORRO"}
+METHOD_LABELS = {"bc": "BC", "oracle": "Oracle", "reda": "ReDA", "om_sac": "OM-SAC",
+                 "focal": "FOCAL", "om_bc": "OM-BC", "corro": "CORRO"}
 METHODS = tuple(METHOD_LABELS)
+DEFAULT_METHODS = ("bc", "oracle", "reda", "om_sac", "focal")
+CONTEXT_METHODS = ("reda", "om_sac", "focal", "om_bc", "corro")
+"""Methods with a learned task representation (d(phi) applies); bc and oracle have none."""
 
 
-def collect_config(preset: str) -> configs.CollectConfig:
-    """Only the first few thousand steps matter: returns ~50-100 occur there (docs/results.md)."""
+def collect_config(preset: str, collect_seed: int = 0) -> configs.CollectConfig:
+    """Only the first few thousand steps matter: returns ~50-100 occur there (docs/results.md);
+    a checkpoint every 250 steps gives each role several candidates.
+    collect_seed: seed of an independent collection (behavior SAC, exploration, resets)."""
     if preset == "smoke":
         return configs.CollectConfig(
             sac=configs.SACConfig(hidden_dims=(64, 64), batch_size=64), total_steps=800,
             random_steps=200, update_after=100, update_every=10, num_checkpoints=4,
-            checkpoint_groups=((1,),), train_transitions=400, test_transitions_per_checkpoint=400)
+            checkpoint_groups=((1,),), train_transitions=400, test_transitions_per_checkpoint=400,
+            seed=collect_seed)
     return configs.CollectConfig(
         sac=configs.SACConfig(), total_steps=6_000, random_steps=1_000, update_after=500,
-        num_checkpoints=12, checkpoint_groups=((1,),), train_transitions=10_000,
-        test_transitions_per_checkpoint=10_000)
+        num_checkpoints=24, checkpoint_groups=((1,),), train_transitions=10_000,
+        test_transitions_per_checkpoint=10_000, seed=collect_seed)
 
 
 def train_config(method: str, preset: str, num_seeds: int | None) -> configs.TrainConfig:
@@ -56,41 +62,58 @@ def train_config(method: str, preset: str, num_seeds: int | None) -> configs.Tra
             meta=dataclasses.replace(base.meta, num_epochs=10, eval_every=10),
             focal=dataclasses.replace(base.focal, num_epochs=10),
             corro=dataclasses.replace(base.corro, cvae_epochs=5, num_epochs=10),
-            eval=dataclasses.replace(base.eval, num_episodes=5))
+            eval=dataclasses.replace(base.eval, num_episodes=10))
     if num_seeds is not None:
         config = dataclasses.replace(config, num_seeds=num_seeds)
     return dataclasses.replace(config, data_preset="didactic")
 
 
-def choose_checkpoints(returns_csv: str) -> dict[str, int]:
-    """{'train1', 'train2', 'test1', 'test2': checkpoint} by closeness of the checkpoint's
-    mean deterministic return to TARGETS; a test checkpoint differs from its task's train one."""
+BAND = 0.2
+"""A checkpoint fits a role when its mean return lies within BAND x the role's target."""
+MIN_EPISODES = 20
+"""A checkpoint's return must be the mean of at least this many complete episodes."""
+
+
+def choose_checkpoints(returns_csv: str, min_episodes: int = MIN_EPISODES) -> dict[str, int]:
+    """{'train1', 'train2', 'test1', 'test2': checkpoint}. Each role takes, among its task's
+    checkpoints with >= min_episodes complete episodes (and not its task's train checkpoint), the
+    EARLIEST one whose mean deterministic return lies within BAND x TARGETS[role] of the
+    target; if none does, the one closest to the target (earliest on ties). The earliest
+    in-band rule does not hinge on small differences in return between machines."""
     rows = read_returns(returns_csv)
     by_task: dict[str, dict[int, float]] = {}
     for r in rows:
-        by_task.setdefault(r["task"], {})[int(r["checkpoint"])] = float(r["return_mean"])
+        if int(r["episodes"]) >= min_episodes:
+            by_task.setdefault(r["task"], {})[int(r["checkpoint"])] = float(r["return_mean"])
     names = [t.name for t in get_task_set(TASK_SET).all_tasks]
     chosen = {}
     for role in ("train1", "train2", "test1", "test2"):
-        task = by_task[names[int(role[-1]) - 1]]
+        task = by_task.get(names[int(role[-1]) - 1], {})
         taken = chosen.get("train" + role[-1])
-        options = [k for k in task if k != taken]
-        chosen[role] = min(options, key=lambda k: (abs(task[k] - TARGETS[role]), k))
+        options = sorted(k for k in task if k != taken)
+        if not options:
+            raise ValueError(f"{returns_csv}: no checkpoint of {names[int(role[-1]) - 1]} with "
+                             f">= {min_episodes} episodes for role {role}")
+        target = TARGETS[role]
+        in_band = [k for k in options if abs(task[k] - target) <= BAND * target]
+        chosen[role] = in_band[0] if in_band else min(
+            options, key=lambda k: (abs(task[k] - target), k))
     return chosen
 
 
-def didactic_data(workdir: Path, preset: str) -> tuple[dict, dict, dict]:
+def didactic_data(workdir: Path, preset: str, collect_seed: int = 0) -> tuple[dict, dict, dict]:
     """Collects (or reuses) the behavior checkpoints; returns (train {task: arrays},
     test {task: arrays}, info {role: {'checkpoint', 'return'}})."""
     task_set = get_task_set(TASK_SET)
-    config = collect_config(preset)
+    config = collect_config(preset, collect_seed)
     data_dir = workdir / "data"
     prepare_run_dir(data_dir, {"task_set": TASK_SET, "collect": configs.to_dict(config)})
     tasks = task_set.all_tasks
     collector = BehaviorCollector(config, tasks, [1000 * config.seed + i for i in range(len(tasks))],
                                   data_dir)
     collector.run()
-    chosen = choose_checkpoints(str(data_dir / "returns.csv"))
+    chosen = choose_checkpoints(str(data_dir / "returns.csv"),
+                                min_episodes=1 if preset == "smoke" else MIN_EPISODES)
     returns = {(r["task"], int(r["checkpoint"])): float(r["return_mean"])
                for r in read_returns(data_dir / "returns.csv")}
     n = config.transitions_per_checkpoint()
@@ -110,7 +133,9 @@ def didactic_data(workdir: Path, preset: str) -> tuple[dict, dict, dict]:
 
 def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, train: dict,
                test: dict, show_progress: bool) -> dict:
-    """Trains one method; returns its per-seed task-1 off-policy return and d(phi)."""
+    """Trains one method on one collection; returns per-seed lists: the task-1 return with
+    D1_test contexts (off-policy protocol), with D1_train contexts, on-policy; d(phi) (None
+    for bc / oracle); the largest per-epoch mean Q of the critics (None for BC objectives)."""
     from reda_jax.train import Trainer, make_train_data
     config = train_config(method, preset, num_seeds)
     run_dir = prepare_run_dir(workdir / method, {"train": configs.to_dict(config),
@@ -120,47 +145,112 @@ def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, t
                       show_progress=show_progress)
     results = trainer.run()
     t1, t2 = (t.name for t in task_set.all_tasks)
-    z = trainer.embed(stack_datasets([train[t1], train[t2], test[t1]]))   # (S, 3, n, Z)
-    d_phi = [float(relative_representation_metric(zs[0], zs[1], zs[2])) for zs in z]
-    off = results["protocols"]["off_policy"]["tasks"][t1]["per_seed"]
-    on = results["protocols"]["on_policy"]["tasks"][t1]["per_seed"]
-    return {"method": method, "task1_return_test_context": off, "task1_return_on_policy": on,
-            "d_phi": d_phi}
+    d_phi = None
+    if trainer.method.encode is not None:
+        z = trainer.embed(stack_datasets([train[t1], train[t2], test[t1]]))   # (S, 3, n, Z)
+        d_phi = [float(relative_representation_metric(zs[0], zs[1], zs[2])) for zs in z]
+    in_dist = trainer.evaluate_policy(*trainer.final_state, "off_policy", contexts=train)
+    per_seed = lambda summary: summary["tasks"][t1]["per_seed"]
+    return {"method": method,
+            "task1_return_test_context": per_seed(results["protocols"]["off_policy"]),
+            "task1_return_train_context": per_seed(in_dist),
+            "task1_return_on_policy": per_seed(results["protocols"]["on_policy"]),
+            "d_phi": d_phi, "max_mean_q": max_mean_q(run_dir, config.num_seeds)}
+
+
+def max_mean_q(run_dir: Path, num_seeds: int) -> list[float] | None:
+    """Per seed, the largest epoch mean of the critics' Q in metrics.csv (None if none)."""
+    from reda_jax.metrics_log import read_metrics
+    q = [[] for _ in range(num_seeds)]
+    for r in read_metrics(run_dir):
+        if r["metric"] == "meta/q":
+            q[int(r["seed"])].append(float(r["value"]))
+    return [max(v) for v in q] if all(q) else None
+
+
+def pool(per_collection: list[dict]) -> dict:
+    """Rows of one method over several collections -> one row whose per-seed lists
+    concatenate the collections' (seeds x collections samples)."""
+    out = {"method": per_collection[0]["method"]}
+    for key, value in per_collection[0].items():
+        if key != "method":
+            out[key] = None if value is None else [v for r in per_collection for v in r[key]]
+    return out
 
 
 def _cell(values) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+    if values is None:
+        return "–"
+    from reda_jax.eval.plots import mean_interval
+    mean, lo, hi = mean_interval(np.asarray(values, np.float64))
+    return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" if len(values) > 1 else f"{mean:.2f}"
 
 
-def format_table(rows: list[dict], info: dict) -> str:
-    lines = ["| method | return on task 1, D1_test contexts | return on task 1, on-policy "
-             "| d(phi) (Eq. 8) | seeds |", "|---|---|---|---|---|"]
+COLUMNS = (("task1_return_test_context", "task 1, D1_test contexts"),
+           ("task1_return_train_context", "task 1, D1_train contexts"),
+           ("task1_return_on_policy", "task 1, on-policy"),
+           ("d_phi", "d(phi) (Eq. 8)"), ("max_mean_q", "max epoch mean Q"))
+
+
+def format_table(rows: list[dict], infos: dict) -> str:
+    """rows: pooled rows; infos: {collect seed: {role: {'checkpoint', 'return'}}}."""
+    lines = ["| method | " + " | ".join(label for _, label in COLUMNS) + " | n |",
+             "|---|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
         lines.append(f"| {METHOD_LABELS.get(r['method'], r['method'])} | "
-                     f"{_cell(r['task1_return_test_context'])} | "
-                     f"{_cell(r['task1_return_on_policy'])} | {_cell(r['d_phi'])} | "
-                     f"{len(r['d_phi'])} |")
-    roles = ", ".join(f"{k}: checkpoint {v['checkpoint']} (return {v['return']:.1f})"
-                      for k, v in info.items())
-    return "\n".join(lines) + f"\n\nData: {roles}."
+                     + " | ".join(_cell(r[k]) for k, _ in COLUMNS)
+                     + f" | {len(r['task1_return_on_policy'])} |")
+    data = []
+    for cs, info in infos.items():
+        roles = ", ".join(f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f})"
+                          for k, v in info.items())
+        data.append(f"- collection {cs}: {roles}")
+    return ("\n".join(lines) + "\n\nCells: mean [95% t-interval] over seeds x collections. "
+            "Data:\n" + "\n".join(data))
+
+
+def figure2_verdict(rows: list[dict]) -> str:
+    """Whether the paper's Figure 2 holds: ReDA has the best task-1 return with D1_test
+    contexts and the lowest d(phi) of the context methods. Says which part fails."""
+    by = {r["method"]: r for r in rows}
+    if "reda" not in by:
+        return "Figure 2 not checked: ReDA was not run."
+    others = [m for m in by if m in CONTEXT_METHODS and m != "reda"]
+    if not others:
+        return "Figure 2 not checked: no other context method was run."
+    mean = lambda m, k: float(np.mean(by[m][k]))
+    ret_ok = all(mean("reda", "task1_return_test_context") > mean(m, "task1_return_test_context")
+                 for m in others)
+    phi_ok = all(mean("reda", "d_phi") < mean(m, "d_phi") for m in others)
+    parts = [f"(a) ReDA's task-1 return with D1_test contexts is {'the highest' if ret_ok else 'NOT the highest'} "
+             f"of {', '.join(['reda'] + others)} (means)",
+             f"(b) ReDA's d(phi) is {'the lowest' if phi_ok else 'NOT the lowest'}"]
+    holds = "holds" if ret_ok and phi_ok else "does NOT hold"
+    return f"Figure 2 {holds} on these means: " + "; ".join(parts) + \
+        " (compare the 95% intervals before calling a gap real)."
 
 
 def draw_figure(rows: list[dict], path: Path) -> bool:
     """Figure 2: (a) return on task 1 with D1_test contexts, (b) d(phi); bars = mean over
-    seeds, error bars = std. Returns False when matplotlib is missing."""
+    seeds x collections, error bars = 95% t-interval. Returns False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    labels = [METHOD_LABELS.get(r["method"], r["method"]) for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    from reda_jax.eval.plots import mean_interval
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, key, title in ((axes[0], "task1_return_test_context", "(a) return on task 1"),
                            (axes[1], "d_phi", "(b) relative representation metric d(φ)")):
-        vals = [r[key] for r in rows]
-        ax.bar(labels, [np.mean(v) for v in vals], yerr=[np.std(v) for v in vals], capsize=4,
-               color=["C3" if lab == "ReDA" else "C0" for lab in labels])
+        shown = [r for r in rows if r[key] is not None]
+        labels = [METHOD_LABELS.get(r["method"], r["method"]) for r in shown]
+        stats = [mean_interval(np.asarray(r[key], np.float64)) for r in shown]
+        means = [m for m, _, _ in stats]
+        err = [m - lo if np.isfinite(lo) else 0.0 for m, lo, _ in stats]
+        ax.bar(labels, means, yerr=err, capsize=4,
+               color=["C3" if lab == "ReDA" else "C7" if lab in ("BC", "Oracle") else "C0"
+                      for lab in labels])
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

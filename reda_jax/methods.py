@@ -12,6 +12,9 @@ functions of ONE seed, which `reda_jax.train.Trainer` vmaps over seeds and runs.
   corro      CVAE (negative generator)     CORRO InfoNCE of E1               SAC+BC, E2 trained by
                                                                              the critics
   prompt_dt  -                             -                                 Prompt-DT
+  bc         -                             -                                 BC without context
+  oracle     -                             -                                 SAC+BC on the true
+                                                                             task's multiplier
 
 Every context-based method reads the same K-token context windows (tokens (s_t, a_{t-1}))
 in training and in both evaluation protocols; Prompt-DT reads the window as its prompt.
@@ -46,7 +49,8 @@ class Method(NamedTuple):
         encoder params trained in stage 3); act(act_params, frozen, query, context, mask[,
         hist]) -> actions; history: steps of own history act needs (0: none).
     encode(frozen, trainable, query, tokens, mask) -> z, trainable_params(meta_state); None
-        for a method without a task representation (prompt_dt).
+        for a method without a learned task representation (prompt_dt, bc, oracle).
+    task_conditioned: act takes the true task's features as a keyword `task` (oracle).
     """
 
     name: str
@@ -70,6 +74,7 @@ class Method(NamedTuple):
     encode: Callable | None
     trainable_params: Callable[[Any], Any]
     window: int
+    task_conditioned: bool = False
 
 
 def _no_frozen(_rep_state) -> dict:
@@ -84,13 +89,23 @@ def _prefixed(epoch_fn: Callable, prefix: str) -> Callable:
     return fn
 
 
+def task_features(multipliers) -> np.ndarray:
+    """The oracle's z of tasks with these multipliers: (T, 1), the multiplier itself (it
+    interpolates to unseen multipliers)."""
+    return np.asarray(multipliers, np.float32).reshape(-1, 1)
+
+
 def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 termination_fn: Callable, steps_per_dynamics_epoch: int = 1,
                 steps_per_reward_epoch: int = 1, delta_std: np.ndarray | None = None,
                 state_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                target_return: float | None = None) -> Method:
+                target_return: float | None = None,
+                reward_range: tuple[float, float] | None = None,
+                train_multipliers: tuple[float, ...] | None = None) -> Method:
     """The Method of config.algo. delta_std (ds,): std of s' - s in the training data
-    (corro's noise negatives); state_stats (mean, std) and target_return: prompt_dt."""
+    (corro's noise negatives); state_stats (mean, std) and target_return: prompt_dt;
+    reward_range (r_min, r_max) of the training data: stage 3's TD-target clip;
+    train_multipliers (T,): the training tasks' multipliers (oracle)."""
     algo, mcfg, ecfg = config.algo, config.meta, config.encoder
     T, K = num_tasks, ecfg.window
     empty = dict(stage1=None, init_stage1=None, stage1_epoch=None, stage1_converged=None,
@@ -98,6 +113,7 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                  representation_epochs=0, frozen_params=_no_frozen, history=0, window=K,
                  meta_data_kind="windows", meta_epochs=mcfg.num_epochs,
                  eval_every=mcfg.eval_every)
+    meta_kw = dict(reward_range=reward_range)
 
     def context_method(name, learner: meta_lib.MetaLearner, **stages) -> Method:
         return Method(**{**empty, **stages}, name=name, init_meta=learner.init,
@@ -114,7 +130,7 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                           steps_per_reward_epoch)
             learner = meta_lib.make_meta_learner(
                 mcfg, obs_dim, act_dim, T, K, ecfg.z_dim,
-                encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m))
+                encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m), **meta_kw)
             stage1 = {}
             if config.representation.augmentation != "none":
                 stage1 = dict(stage1="dynamics", init_stage1=r.init_models,
@@ -130,8 +146,26 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
             mcfg, obs_dim, act_dim, T, K, ecfg.z_dim,
             encode=lambda frozen, trainable, q, t, m: enc.encode(trainable, q, t, m),
             init_trainable=lambda key: enc.init(key).params, encoder_lr=ecfg.learning_rate,
-            objective="sac_bc" if algo == "om_sac" else "bc")
+            objective="sac_bc" if algo == "om_sac" else "bc", **meta_kw)
         return context_method(algo, learner)
+
+    if algo == "bc":
+        learner = meta_lib.make_meta_learner(mcfg, obs_dim, act_dim, T, K, 0,
+                                             encode=meta_lib.no_context, objective="bc",
+                                             **meta_kw)
+        return context_method("bc", learner)._replace(encode=None)
+
+    if algo == "oracle":
+        if train_multipliers is None or len(train_multipliers) != T:
+            raise ValueError(f"oracle needs the {T} training tasks' multipliers, got "
+                             f"{train_multipliers}")
+        feats = task_features(train_multipliers)
+        learner = meta_lib.make_meta_learner(mcfg, obs_dim, act_dim, T, K, feats.shape[1],
+                                             encode=meta_lib.no_context, task_features=feats,
+                                             **meta_kw)
+        return context_method("oracle", learner)._replace(
+            encode=None, task_conditioned=True,
+            act=lambda p, frozen, q, c, m, task: learner.act(p[0], frozen, p[1], q, c, m, task))
 
     if algo == "focal":
         from reda_jax.baselines.focal import make_focal
@@ -139,7 +173,7 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
         focal = make_focal(fcfg, obs_dim, act_dim, T, K)
         learner = meta_lib.make_meta_learner(
             mcfg, obs_dim, act_dim, T, K, fcfg.z_dim,
-            encode=lambda frozen, trainable, q, t, m: focal.encode(frozen, q, t, m))
+            encode=lambda frozen, trainable, q, t, m: focal.encode(frozen, q, t, m), **meta_kw)
         return context_method(
             "focal", learner, init_representation=focal.init,
             representation_epoch=_prefixed(
@@ -154,7 +188,7 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
         corro = make_corro(ccfg, obs_dim, act_dim, T, K, delta_std)
         learner = meta_lib.make_meta_learner(
             mcfg, obs_dim, act_dim, T, K, ccfg.z_dim, encode=corro.encode,
-            init_trainable=corro.init_aggregator, encoder_lr=ccfg.learning_rate)
+            init_trainable=corro.init_aggregator, encoder_lr=ccfg.learning_rate, **meta_kw)
         return context_method(
             "corro", learner, stage1="generative",
             init_stage1=lambda key, _data: corro.init_generative(key),

@@ -46,7 +46,12 @@ METHOD_LABELS = {
     "prompt_dt": "PromptDT", "reda": "ReDA",
     "reda_wo_model": "w/o model", "reda_wo_adv": "w/o adv.", "reda_wo_up": "w/o UP",
     "reda_wo_tc": "w/o TC",
+    "bc": "BC", "oracle": "Oracle",
 }
+
+SANITY_METHODS = ("bc", "oracle")
+"""Our sanity floor (BC without context) and ceiling (the true task instead of z), shown
+beside the paper's methods in every table (the paper has no such columns)."""
 
 PROTOCOL_LABELS = {"on_policy": "on-policy", "off_policy": "off-policy"}
 

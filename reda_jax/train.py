@@ -33,7 +33,7 @@ from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_con
     stack_datasets
 from reda_jax.envs.tasks import TaskSet
 from reda_jax.eval import protocols
-from reda_jax.methods import Method, make_method
+from reda_jax.methods import Method, make_method, task_features
 from reda_jax.metrics_log import STAGES, MetricsLog
 from reda_jax.run_info import write_json_atomic
 
@@ -248,9 +248,12 @@ class Trainer:
                                            / bs),
                      "reward": math.ceil(int(self.stage1_data.reward_train_size) / bs)}
         self.reda_steps = steps  # dynamics / reward model updates per stage-1 epoch
+        rewards = np.concatenate([a["rewards"] for a in data.train_arrays])
         self.method: Method = make_method(
             config, ts.obs_dim, ts.act_dim, T, ts.termination_fn,
             steps_per_dynamics_epoch=steps["dynamics"], steps_per_reward_epoch=steps["reward"],
+            reward_range=(float(rewards.min()), float(rewards.max())),
+            train_multipliers=tuple(t.multiplier for t in ts.train_tasks),
             **method_data_stats(config.algo, data.train_arrays))
         if self.method.stage1 == "generative":
             self.stage1_data = data.train
@@ -392,22 +395,28 @@ class Trainer:
                                 seed_keys(self.config.seed, self.num_seeds, 3))
         return bool(jax.tree.leaves(self.method.trainable_params(shapes)))
 
-    def evaluate(self, meta_state, frozen, epoch: int) -> dict:
+    def evaluate_policy(self, meta_state, frozen, protocol: str,
+                        contexts: Mapping[str, Any] | None = None) -> dict:
+        """`protocols.summarize` of one protocol in the real simulator, every task of the
+        set; off_policy contexts come from `contexts` ({task name: data}; default: the
+        unseen-checkpoint data)."""
         ecfg = self.config.eval
         params = (self.method.act_params(meta_state), frozen)  # only what acting reads
-        if self.method.history:
-            act_fn = lambda p, q, c, mk, hist: self._act(p[0], p[1], q, c, mk, hist)
-        else:
-            act_fn = lambda p, q, c, mk: self._act(p[0], p[1], q, c, mk)
-        out = {}
-        train_names = [t.name for t in self.data.task_set.train_tasks]
-        for protocol in PROTOCOLS:
-            result = protocols.evaluate(
-                self.data.task_set.all_tasks, act_fn, params, self.num_seeds,
-                self.method.window, protocol, ecfg.num_episodes, ecfg.seed,
-                max_steps=ecfg.max_steps, context_data=self.data.contexts,
-                history=self.method.history)
-            out[protocol] = protocols.summarize(result, train_task_names=train_names)
+        act_fn = lambda p, *args, **kw: self._act(p[0], p[1], *args, **kw)
+        tasks = self.data.task_set.all_tasks
+        feats = task_features([t.multiplier for t in tasks]) if self.method.task_conditioned \
+            else None
+        result = protocols.evaluate(
+            tasks, act_fn, params, self.num_seeds, self.method.window, protocol,
+            ecfg.num_episodes, ecfg.seed, max_steps=ecfg.max_steps,
+            context_data=self.data.contexts if contexts is None else contexts,
+            history=self.method.history, task_features=feats)
+        return protocols.summarize(
+            result, train_task_names=[t.name for t in self.data.task_set.train_tasks])
+
+    def evaluate(self, meta_state, frozen, epoch: int) -> dict:
+        """Both protocols; appends them to eval_history.jsonl."""
+        out = {p: self.evaluate_policy(meta_state, frozen, p) for p in PROTOCOLS}
         record = {"epoch": epoch, **out}
         with open(self.workdir / "eval_history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -455,6 +464,7 @@ class Trainer:
         frozen = m.frozen_params(rep)
         meta_state = self.train_meta(frozen)
         acc = {}
+        self.final_state = (meta_state, frozen)   # for evaluate_policy(*final_state, ...)
         self.final_params = (frozen, m.trainable_params(meta_state))
         if m.encode is not None:
             trainable = m.trainable_params(meta_state)

@@ -26,27 +26,30 @@ def test_relative_representation_metric_matches_eq8_by_brute_force():
     assert relative_representation_metric(tight1, far2, far2) > 1e4
 
 
-def _write_returns(path, returns: dict) -> None:
+def _write_returns(path, returns: dict, episodes: dict | None = None) -> None:
     """returns.csv as the collector writes it: {task: [return of checkpoint 1, 2, ...]}."""
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["checkpoint", "task", "return_mean"])
+        w = csv.DictWriter(f, fieldnames=["checkpoint", "task", "return_mean", "episodes"])
         w.writeheader()
         for task, rets in returns.items():
             for k, r in enumerate(rets, 1):
-                w.writerow({"checkpoint": k, "task": task, "return_mean": r})
+                w.writerow({"checkpoint": k, "task": task, "return_mean": r,
+                            "episodes": (episodes or {}).get((task, k), 50)})
 
 
-def test_checkpoints_are_chosen_by_their_return(tmp_path):
+def test_checkpoints_are_the_earliest_in_band_by_return(tmp_path):
     returns = {"gravity_x1.0": [40.0, 107.6, 60.9, 95.2], "gravity_x2.0": [24.0, 80.8, 52.0, 73.5]}
     path = tmp_path / "returns.csv"
     _write_returns(path, returns)
-    chosen = choose_checkpoints(str(path))
-    # task 1 train ~100 -> 95.2 (ckpt 4); task 2 train ~50 -> 52.0 (ckpt 3);
-    # task 1 test ~50 -> 40.0 (ckpt 1, 10 away; 60.9 is 10.9 away);
-    # task 2 test ~100 -> 80.8 (ckpt 2).
-    assert chosen == {"train1": 4, "train2": 3, "test1": 1, "test2": 2}
-    # A test checkpoint never repeats its task's training checkpoint.
-    returns["gravity_x1.0"] = [75.0, 0.0, 0.0, 0.0]   # ckpt 1 is best for both roles
+    # task 1 train: 100 +- 20 holds ckpts 2 (107.6) and 4 (95.2): the earliest, 2, although
+    # 4 is closer; task 2 train: 50 +- 10 -> ckpt 3; task 1 test: 50 +- 10 -> ckpt 1 (40.0,
+    # on the band's edge); task 2 test: 100 +- 20 -> ckpt 2 (80.8).
+    assert choose_checkpoints(str(path)) == {"train1": 2, "train2": 3, "test1": 1, "test2": 2}
+    # Too few episodes behind a return: that checkpoint is not considered.
+    _write_returns(path, returns, episodes={("gravity_x1.0", 2): 5})
+    assert choose_checkpoints(str(path))["train1"] == 4
+    # Nothing in band: the closest (earliest on ties); never the task's train checkpoint.
+    returns["gravity_x1.0"] = [75.0, 0.0, 0.0, 0.0]
     _write_returns(path, returns)
     chosen = choose_checkpoints(str(path))
     assert chosen["train1"] == 1 and chosen["test1"] == 2
@@ -55,16 +58,31 @@ def test_checkpoints_are_chosen_by_their_return(tmp_path):
 @pytest.mark.timeout(900)
 def test_didactic_app_end_to_end(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.didactic", "--preset=smoke",
-                          f"--workdir={tmp_path}", "--noprogress"],
+                          f"--workdir={tmp_path}", "--noprogress", "--methods=bc,oracle,reda",
+                          "--num_seeds=2", "--collect_seeds=0,1"],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "| ReDA |" in out.stdout and "| FOCAL |" in out.stdout and "| OM-SAC |" in out.stdout
+    for label in ("| BC |", "| Oracle |", "| ReDA |", "collection 0:", "collection 1:",
+                  "Figure 2 not checked"):
+        assert label in out.stdout, label
     result = json.loads((tmp_path / "didactic.json").read_text())
-    assert [r["method"] for r in result["rows"]] == ["reda", "om_sac", "focal"]
-    for row in result["rows"]:
-        assert len(row["d_phi"]) == 2 and all(d > 0 and np.isfinite(d) for d in row["d_phi"])
-        assert len(row["task1_return_test_context"]) == 2
-    assert result["data"]["train1"]["checkpoint"] != result["data"]["test1"]["checkpoint"]
+    assert [r["method"] for r in result["rows"]] == ["bc", "oracle", "reda"]
+    rows = {r["method"]: r for r in result["rows"]}
+    # Pooled over 2 seeds x 2 collections; d(phi) only for the learned representation.
+    for row in rows.values():
+        for key in ("task1_return_test_context", "task1_return_train_context",
+                    "task1_return_on_policy"):
+            assert len(row[key]) == 4
+    assert rows["bc"]["d_phi"] is None and rows["oracle"]["d_phi"] is None
+    assert len(rows["reda"]["d_phi"]) == 4 and all(d > 0 and np.isfinite(d)
+                                                   for d in rows["reda"]["d_phi"])
+    assert rows["bc"]["max_mean_q"] is None and len(rows["oracle"]["max_mean_q"]) == 4
+    # Each collection is its own data, with its own checkpoints.
+    for info in result["data"].values():
+        assert info["train1"]["checkpoint"] != info["test1"]["checkpoint"]
+    c0 = (tmp_path / "collect0" / "data" / "returns.csv").read_text()
+    c1 = (tmp_path / "collect1" / "data" / "returns.csv").read_text()
+    assert c0 != c1
     bad = subprocess.run([sys.executable, "-m", "experiments.didactic", "--methods=prompt_dt",
                           f"--workdir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "prompt_dt" in bad.stderr

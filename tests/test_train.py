@@ -134,6 +134,8 @@ BASELINE_STAGES = {
     "focal": ({"representation", "meta_policy"}, True),
     "corro": ({"dynamics", "representation", "meta_policy"}, True),
     "prompt_dt": ({"meta_policy"}, False),
+    "bc": ({"meta_policy"}, False),
+    "oracle": ({"meta_policy"}, False),
 }
 
 

@@ -164,7 +164,7 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
              window: int, protocol: str, num_episodes: int, seed: int,
              max_steps: int | None = None,
              context_data: Mapping[str, Any] | None = None,
-             history: int = 0) -> EvalResult:
+             history: int = 0, task_features: np.ndarray | None = None) -> EvalResult:
     """Runs num_episodes deterministic episodes per task and policy seed (module doc).
 
     tasks: the T tasks (same obs/act dims); envs come from ``task.make_env()``.
@@ -178,6 +178,8 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
         | (arrays, metadata)} of that task's test (unseen-checkpoint) data.
     history: H; > 0 passes the env's own last H steps to act_fn as a fifth argument
         (``History``, module doc); 0 (default) calls act_fn with four arguments.
+    task_features: (T, F) features of the true tasks, for a task-conditioned (oracle) policy:
+        act_fn then also gets the keyword ``task`` (S, M, F).
     An episode ends at terminated, truncated or max_steps; finished envs are not stepped.
     """
     t0 = time.perf_counter()
@@ -225,6 +227,14 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
     else:
         context, mask = _off_policy_contexts(tasks, context_data, S, E, K, seed, obs_dim, act_dim)
 
+    extra = {}
+    if task_features is not None:
+        feats = np.asarray(task_features, np.float32)
+        if feats.ndim != 2 or feats.shape[0] != T:
+            raise ValueError(f"task_features must be (num_tasks, F) with num_tasks={T}, got "
+                             f"{feats.shape}")
+        extra["task"] = np.broadcast_to(np.repeat(feats, E, axis=0)[None],
+                                        (S, M, feats.shape[1])).copy()
     if H:
         hist = History(tokens=np.zeros((S, M, H, D), np.float32),
                        mask=np.zeros((S, M, H), np.float32),
@@ -249,9 +259,9 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
             hist.mask[:, :, -1] = 1.0
             hist.returns_before[:, :, -1] = returns.reshape(S, M)  # collected before this step
             hist.timesteps[:, :, -1] = lengths.reshape(S, M)       # steps taken so far
-            actions = np.asarray(act_fn(params, query, context, mask, hist))
+            actions = np.asarray(act_fn(params, query, context, mask, hist, **extra))
         else:
-            actions = np.asarray(act_fn(params, query, context, mask))
+            actions = np.asarray(act_fn(params, query, context, mask, **extra))
         if actions.shape != expected:
             raise ValueError(f"act_fn returned actions of shape {actions.shape}, "
                              f"expected (S, M, act_dim) = {expected}")
