@@ -1,0 +1,83 @@
+"""Stage-3 probes of the offline learner on the didactic data (issue 9): one method
+(`oracle` or `bc`: no encoder, so only the learner is tested) under one variant of
+MetaPolicyConfig, on one collection; prints the task-1 return per seed and the critics'
+Q range from metrics.csv. Same data and seeds for every variant.
+
+  python -m experiments.probe_offline_learner --variant=old --num_checkpoints=12
+  python -m experiments.probe_offline_learner --variant=clip_q01 --num_checkpoints=12
+
+(--num_checkpoints=12 reproduces the data of docs/results.md's probe table, collected
+before the didactic moved to 24 checkpoints.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+from reda_jax import configs, didactic
+from reda_jax.envs.tasks import get_task_set
+from reda_jax.metrics_log import read_metrics
+from reda_jax.run_info import prepare_run_dir, quiet_logs
+
+VARIANTS = {
+    # name: (MetaPolicyConfig fields, SACConfig fields of its learner)
+    "old": (dict(clip_td_target=False, actor_entropy=True, q_weight=2.5), {}),
+    "clip": (dict(clip_td_target=True, actor_entropy=True, q_weight=2.5), {}),
+    "noent": (dict(clip_td_target=False, actor_entropy=False, q_weight=2.5), {}),
+    "q025": (dict(clip_td_target=False, actor_entropy=True, q_weight=0.25), {}),
+    "clip_q1": (dict(clip_td_target=True, actor_entropy=True, q_weight=1.0), {}),
+    "clip_q025": (dict(clip_td_target=True, actor_entropy=True, q_weight=0.25), {}),
+    "clip_q01": (dict(clip_td_target=True, actor_entropy=True, q_weight=0.1), {}),
+    "q0": (dict(clip_td_target=True, actor_entropy=True, q_weight=0.0), {}),
+    "clip_noentall_q1": (dict(clip_td_target=True, actor_entropy=False, q_weight=1.0),
+                         dict(backup_entropy=False)),
+    "clip_noentall_q025": (dict(clip_td_target=True, actor_entropy=False, q_weight=0.25),
+                           dict(backup_entropy=False)),
+}
+
+_ALGO = flags.DEFINE_enum("algo", "oracle", ["oracle", "bc"], "Learner-only method.")
+_VARIANT = flags.DEFINE_enum("variant", "old", list(VARIANTS), "MetaPolicyConfig variant.")
+_COLLECT_SEED = flags.DEFINE_integer("collect_seed", 0, "Didactic data collection seed.")
+_NUM_CKPT = flags.DEFINE_integer("num_checkpoints", None,
+                                 "Behavior checkpoints of the collection (default: the "
+                                 "didactic's).")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", 3, "Learner seeds (vmapped).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/probe_offline_learner", "Output directory.")
+
+
+def main(argv):
+    del argv
+    quiet_logs()
+    if _NUM_CKPT.value is not None:
+        base = didactic.collect_config
+        didactic.collect_config = lambda preset, cs=0: dataclasses.replace(
+            base(preset, cs), num_checkpoints=_NUM_CKPT.value)
+    work = Path(_WORKDIR.value) / f"collect{_COLLECT_SEED.value}"
+    train, test, info = didactic.didactic_data(work, "default", _COLLECT_SEED.value)
+    config = didactic.train_config(_ALGO.value, "default", _NUM_SEEDS.value)
+    meta_kw, sac_kw = VARIANTS[_VARIANT.value]
+    config = dataclasses.replace(config, meta=dataclasses.replace(
+        config.meta, sac=dataclasses.replace(config.meta.sac, **sac_kw), **meta_kw))
+    run_dir = prepare_run_dir(work / f"{_ALGO.value}-{_VARIANT.value}",
+                              {"train": configs.to_dict(config)})
+    from reda_jax.train import Trainer, make_train_data
+    trainer = Trainer(config, make_train_data(get_task_set(didactic.TASK_SET), train, test),
+                      run_dir, show_progress=False)
+    results = trainer.run()
+    t1 = get_task_set(didactic.TASK_SET).all_tasks[0].name
+    on = results["protocols"]["on_policy"]["tasks"][t1]["per_seed"]
+    stats = {}
+    for r in read_metrics(run_dir):
+        if r["metric"] in ("meta/q", "meta/q_max", "meta/bc_mse"):
+            stats.setdefault(r["metric"], []).append(float(r["value"]))
+    print(json.dumps({"algo": _ALGO.value, "variant": _VARIANT.value, "data": info,
+                      "task1_on_policy": on, "mean": float(np.mean(on)),
+                      "range": {k: [min(v), max(v)] for k, v in stats.items()}}))
+
+
+if __name__ == "__main__":
+    app.run(main)
