@@ -139,6 +139,7 @@ def sweep_dir(tmp_path):
     make_run(root / "hopper-gravity/reda/s0", seed=0, on=(1000.0, 3000.0), off=(500.0, 700.0))
     make_run(root / "hopper-gravity/reda/s1", seed=1, on=(2000.0,), off=(600.0,))
     make_run(root / "hopper-gravity/om_sac/s0", method="om_sac", on=(1000.0,), off=(100.0,))
+    make_run(root / "hopper-gravity/oracle/s0", method="oracle", on=(2500.0,), off=(2400.0,))
     make_run(root / "walker2d-gravity/reda_wo_adv/s0", "walker2d-gravity", method="reda_wo_adv",
              on=(10.0,), off=(20.0,))
     make_run(root / "walker2d-gravity/reda/m1", "walker2d-gravity", num_models=1,
@@ -173,6 +174,11 @@ def test_table_layouts(sweep_dir):
     assert "2000.0 ± 816.5 (3) / 2069.6 ± 436.5" in md
     assert "| Average | " in md and "Protocol: on-policy" in md
     assert "off-policy" in tables.format_markdown(t3)
+    # The sanity floor and ceiling flank the paper's methods, with no paper number.
+    assert t1.columns[0] == "bc" and t1.columns[-1] == "oracle" and "reda" in t1.columns
+    assert row.ours["oracle"].mean == 2500.0 and row.paper["oracle"] is None
+    assert row.ours["bc"] is None
+    assert "| BC (ours / paper) |" in md and "2500.0 ± 0.0 (1) / –" in md
     assert "(no runs for this table)" in tables.format_markdown(t4)
     md5 = tables.format_markdown(t5)
     assert "| Average (on-policy) | 30.0 [1 row] / 1466.8 |" in md5
