@@ -12,12 +12,14 @@ from launch import sweep
 
 def test_full_paper_grid_size():
     specs = sweep.expand_grid()
-    # main 7 task sets x 3 checkpoint counts x 6 methods = 126; ablations: 2 Walker2d task
-    # sets x 3 x 4 = 24; models: Walker2d Gravity-1 x {1, 5} (3 is the main ReDA run) = 2.
-    assert len(specs) == 126 + 24 + 2 == 152
-    assert len({s.workdir for s in specs}) == 152
+    # main 7 task sets x 3 checkpoint counts x 8 methods (the paper's 6 + bc and oracle) =
+    # 168; ablations: 2 Walker2d task sets x 3 x 4 = 24; models: Walker2d Gravity-1 x {1, 5}
+    # (3 is the main ReDA run) = 2.
+    assert len(specs) == 168 + 24 + 2 == 194
+    assert len({s.workdir for s in specs}) == 194
+    assert {"bc", "oracle"} <= {s.method for s in specs}
     assert sweep.DIDACTIC not in {s.task_set for s in specs}
-    assert len(sweep.expand_grid(seeds=(0, 1))) == 304
+    assert len(sweep.expand_grid(seeds=(0, 1))) == 388
     assert sum(s.ablation != "none" for s in specs) == 24
     assert {(s.task_set, s.checkpoints, s.num_models) for s in specs if s.num_models} == {
         ("walker2d-gravity", 1, 1), ("walker2d-gravity", 1, 5)}
@@ -169,7 +171,7 @@ def test_slurm_script(tmp_path):
 def test_multihost_slicing(tmp_path, monkeypatch):
     specs = sweep.expand_grid(runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "d"))
     slices = [sweep.host_slice(specs, i, 3) for i in range(3)]
-    assert [len(s) for s in slices] == [51, 51, 50]
+    assert [len(s) for s in slices] == [65, 65, 64]   # 194 runs over 3 hosts
     assert sorted((s.workdir for sl in slices for s in sl)) == sorted(s.workdir for s in specs)
     assert slices[1] == specs[1::3]
     with pytest.raises(ValueError):
