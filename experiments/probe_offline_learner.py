@@ -33,6 +33,8 @@ VARIANTS = {
     "clip_q025": (dict(clip_td_target=True, actor_entropy=True, q_weight=0.25), {}),
     "clip_q01": (dict(clip_td_target=True, actor_entropy=True, q_weight=0.1), {}),
     "q0": (dict(clip_td_target=True, actor_entropy=True, q_weight=0.0), {}),
+    "clip_q01_t01": (dict(clip_td_target=True, actor_entropy=True, q_weight=0.1),
+                     dict(init_temperature=0.1)),
     "clip_noentall_q1": (dict(clip_td_target=True, actor_entropy=False, q_weight=1.0),
                          dict(backup_entropy=False)),
     "clip_noentall_q025": (dict(clip_td_target=True, actor_entropy=False, q_weight=0.25),

@@ -222,7 +222,8 @@ def figure2_verdict(rows: list[dict]) -> str:
     ret_ok = all(mean("reda", "task1_return_test_context") > mean(m, "task1_return_test_context")
                  for m in others)
     phi_ok = all(mean("reda", "d_phi") < mean(m, "d_phi") for m in others)
-    parts = [f"(a) ReDA's task-1 return with D1_test contexts is {'the highest' if ret_ok else 'NOT the highest'} "
+    best = "the highest" if ret_ok else "NOT the highest"
+    parts = [f"(a) ReDA's task-1 return with D1_test contexts is {best} "
              f"of {', '.join(['reda'] + others)} (means)",
              f"(b) ReDA's d(phi) is {'the lowest' if phi_ok else 'NOT the lowest'}"]
     holds = "holds" if ret_ok and phi_ok else "does NOT hold"

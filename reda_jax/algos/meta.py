@@ -75,7 +75,8 @@ def window_features(encode: EncodeFn, frozen, trainable, batch,
     s', z (T*P, Z)). z' (of the window shifted by one step) is held constant.
     task_features (T, Z): the oracle's z, the true task's features, replaces the encoder."""
     if task_features is not None:
-        z = jnp.broadcast_to(task_features[:, None], batch.rewards.shape[:2] + task_features.shape[1:])
+        z = jnp.broadcast_to(task_features[:, None],
+                             batch.rewards.shape[:2] + task_features.shape[1:])
         z_next = z
     else:
         tokens, mask, query = tokens_from_context(batch)
