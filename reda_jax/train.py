@@ -279,6 +279,12 @@ class Trainer:
             self._embed = jax.jit(jax.vmap(self._embeddings, in_axes=(0, 0, None, 0)))
         self._act = jax.jit(jax.vmap(m.act))
 
+    @property
+    def final_params(self) -> tuple[Any, Any]:
+        """After `run`: (frozen, trainable) encoder parameters of the final policy."""
+        meta_state, frozen = self.final_state
+        return frozen, self.method.trainable_params(meta_state)
+
     # ------------------------------------------------------------------ helpers
     def encode_windows(self, frozen, trainable, batch) -> tuple[jax.Array, jax.Array]:
         """z (..., Z) and weights (...) of ContextBatch windows (any leading dims)."""
@@ -465,7 +471,6 @@ class Trainer:
         meta_state = self.train_meta(frozen)
         acc = {}
         self.final_state = (meta_state, frozen)   # for evaluate_policy(*final_state, ...)
-        self.final_params = (frozen, m.trainable_params(meta_state))
         if m.encode is not None:
             trainable = m.trainable_params(meta_state)
             keys = seed_keys(self.config.seed, self.num_seeds, 4)

@@ -69,15 +69,22 @@ class MetaLearner(NamedTuple):
     encode: EncodeFn
 
 
+def task_z(task_features: jax.Array, lead: tuple[int, ...]) -> jax.Array:
+    """The oracle's z of windows laid out (T, ...lead[1:]): task t's features (T, Z) broadcast
+    to lead + (Z,)."""
+    return jnp.broadcast_to(task_features.reshape(task_features.shape[:1]
+                                                  + (1,) * (len(lead) - 1)
+                                                  + task_features.shape[1:]),
+                            lead + task_features.shape[1:])
+
+
 def window_features(encode: EncodeFn, frozen, trainable, batch,
                     task_features: jax.Array | None = None) -> tuple[Transitions, jax.Array]:
     """ContextBatch (T, P, K, ...) -> (Transitions (T*P, ...) with z appended to s and z' to
     s', z (T*P, Z)). z' (of the window shifted by one step) is held constant.
     task_features (T, Z): the oracle's z, the true task's features, replaces the encoder."""
     if task_features is not None:
-        z = jnp.broadcast_to(task_features[:, None],
-                             batch.rewards.shape[:2] + task_features.shape[1:])
-        z_next = z
+        z = z_next = task_z(task_features, batch.rewards.shape[:2])
     else:
         tokens, mask, query = tokens_from_context(batch)
         z = encode(frozen, trainable, query, tokens, mask)
@@ -178,8 +185,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                 if task_features is None:
                     z = encode(frozen, trainable, query, tokens, mask)
                 else:
-                    z = jnp.broadcast_to(task_features[:, None],
-                                         query.shape[:2] + task_features.shape[1:])
+                    z = task_z(task_features, query.shape[:2])
                 obs = jnp.concatenate([batch.observations[:, :, -1], z], -1)
                 mean, _ = bc_actor.apply(actor_params, obs)
                 mse = ((jnp.tanh(mean) - batch.actions[:, :, -1]) ** 2).sum(-1).mean()
