@@ -1,10 +1,14 @@
-"""Stage-3 probes of the offline learner on the didactic data (issue 9): one method
-(`oracle` or `bc`: no encoder, so only the learner is tested) under one variant of
-MetaPolicyConfig, on one collection; prints the task-1 return per seed and the critics'
-Q range from metrics.csv. Same data and seeds for every variant.
+"""Stage-3 probes of the offline learner on the didactic data (issue 9): one method under
+one variant of MetaPolicyConfig, on one collection; prints the task-1 return per seed (on
+policy, and for context methods with D1_train and D1_test contexts) and the critics' Q range
+from metrics.csv. Same data and seeds for every variant. `oracle` and `bc` have no encoder,
+so only the learner is tested; a context method (reda, om_sac, focal, ...) reuses the
+finished earlier stages (dynamics, representation) of `--from_workdir` (default: the
+didactic's run of that method and collection), so only stage 3 changes.
 
   python -m experiments.probe_offline_learner --variant=old --num_checkpoints=12
   python -m experiments.probe_offline_learner --variant=clip_q01 --num_checkpoints=12
+  python -m experiments.probe_offline_learner --algo=reda --num_seeds=5 --variant=independent
 
 (--num_checkpoints=12 reproduces the data of docs/results.md's probe table, collected
 before the didactic moved to 24 checkpoints.)
@@ -39,9 +43,11 @@ VARIANTS = {
                          dict(backup_entropy=False)),
     "clip_noentall_q025": (dict(clip_td_target=True, actor_entropy=False, q_weight=0.25),
                            dict(backup_entropy=False)),
+    "default": ({}, {}),
+    "independent": (dict(context_source="independent"), {}),
 }
 
-_ALGO = flags.DEFINE_enum("algo", "oracle", ["oracle", "bc"], "Learner-only method.")
+_ALGO = flags.DEFINE_enum("algo", "oracle", list(didactic.METHODS), "Method.")
 _VARIANT = flags.DEFINE_enum("variant", "old", list(VARIANTS), "MetaPolicyConfig variant.")
 _COLLECT_SEED = flags.DEFINE_integer("collect_seed", 0, "Didactic data collection seed.")
 _NUM_CKPT = flags.DEFINE_integer("num_checkpoints", None,
@@ -49,6 +55,9 @@ _NUM_CKPT = flags.DEFINE_integer("num_checkpoints", None,
                                  "didactic's).")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 3, "Learner seeds (vmapped).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_offline_learner", "Output directory.")
+_FROM_WORKDIR = flags.DEFINE_string("from_workdir", None,
+                                    "Context methods: run whose finished earlier stages are "
+                                    "reused (default runs/didactic/collect<k>/<algo>).")
 
 
 def main(argv):
@@ -66,18 +75,28 @@ def main(argv):
         config.meta, sac=dataclasses.replace(config.meta.sac, **sac_kw), **meta_kw))
     run_dir = prepare_run_dir(work / f"{_ALGO.value}-{_VARIANT.value}",
                               {"train": configs.to_dict(config)})
-    from reda_jax.train import Trainer, make_train_data
+    from reda_jax.train import STAGES, Trainer, make_train_data, reuse_stages
+    if _ALGO.value in didactic.CONTEXT_METHODS:
+        source = Path(_FROM_WORKDIR.value or
+                      f"runs/didactic/collect{_COLLECT_SEED.value}/{_ALGO.value}")
+        reuse_stages(run_dir, source, STAGES[-1])
     trainer = Trainer(config, make_train_data(get_task_set(didactic.TASK_SET), train, test),
                       run_dir, show_progress=False)
     results = trainer.run()
     t1 = get_task_set(didactic.TASK_SET).all_tasks[0].name
-    on = results["protocols"]["on_policy"]["tasks"][t1]["per_seed"]
+    per_seed = lambda summary: summary["tasks"][t1]["per_seed"]
+    returns = {"on_policy": per_seed(results["protocols"]["on_policy"]),
+               "D1_test": per_seed(results["protocols"]["off_policy"])}
+    if _ALGO.value in didactic.CONTEXT_METHODS:
+        returns["D1_train"] = per_seed(trainer.evaluate_policy(*trainer.final_state,
+                                                               "off_policy", contexts=train))
     stats = {}
     for r in read_metrics(run_dir):
         if r["metric"] in ("meta/q", "meta/q_max", "meta/bc_mse"):
             stats.setdefault(r["metric"], []).append(float(r["value"]))
     print(json.dumps({"algo": _ALGO.value, "variant": _VARIANT.value, "data": info,
-                      "task1_on_policy": on, "mean": float(np.mean(on)),
+                      "task1": returns, "mean": {k: float(np.mean(v)) for k, v in
+                                                 returns.items()},
                       "range": {k: [min(v), max(v)] for k, v in stats.items()}}))
 
 

@@ -253,6 +253,11 @@ class MetaPolicyConfig:
     data (docs/fidelity.md)."""
     actor_entropy: bool = True
     """Keep SAC's alpha * log pi term in the actor's loss (the reference code drops it)."""
+    context_source: str = "transition"
+    """Where the z of a training transition comes from: 'transition' (the window that ends
+    at the transition: its query is (s_t, a_{t-1}); the reference code's chunks) or
+    'independent' (another window of the same task drawn independently, z' = z, as FOCAL
+    samples its context; z then carries only what all of the task's windows share)."""
     num_epochs: int = 1000
     """Epochs (paper B.5: 1000)."""
     updates_per_epoch: int = 1000
@@ -260,6 +265,13 @@ class MetaPolicyConfig:
     eval_every: int = 50
     """Evaluate both protocols every this many epochs (and after the last)."""
 
+    def __post_init__(self):
+        if self.context_source not in CONTEXT_SOURCES:
+            raise ValueError(f"context_source must be one of {CONTEXT_SOURCES}, got "
+                             f"{self.context_source!r}")
+
+
+CONTEXT_SOURCES = ("transition", "independent")
 
 ALGOS = ("reda", "om_sac", "om_bc", "focal", "corro", "prompt_dt", "bc", "oracle")
 """Methods; `bc` (behavior cloning without context) and `oracle` (stage 3's learner given the

@@ -196,7 +196,8 @@ def resume_position(workdir: Path) -> tuple[str, int] | None:
 
 def reuse_stages(workdir: Path, from_workdir: Path, from_stage: str) -> None:
     """Copies the finished checkpoints of the stages before `from_stage` from another run
-    directory whose config agrees on everything those stages depend on."""
+    directory whose config agrees on everything those stages depend on. Stages the other
+    run has no checkpoints of (its method has no such stage) are skipped."""
     if from_stage not in STAGES:
         raise ValueError(f"from_stage must be one of {STAGES}, got {from_stage!r}")
     ours = json.loads((workdir / "config.json").read_text())["train"]
@@ -216,6 +217,8 @@ def reuse_stages(workdir: Path, from_workdir: Path, from_stage: str) -> None:
                              f"in {differ}")
         src = from_workdir / "checkpoints" / stage
         dst = workdir / "checkpoints" / stage
+        if not src.exists():
+            continue
         if not _StageCheckpoints(from_workdir, stage, 0).done():
             raise ValueError(f"stage {stage!r} of {from_workdir} has not finished")
         if not dst.exists():

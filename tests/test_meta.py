@@ -240,3 +240,37 @@ def test_default_offline_learner_stays_at_bc_level_on_narrow_data():
     assert default_q <= 100.0 + 1e-3
     assert default_err < 0.1 * action_var, (default_err, action_var)
     assert old_err > 2.0 * default_err, (old_err, default_err)
+
+
+def _copycat_data(seed: int, n: int = 2000, episode: int = 20) -> dict:
+    """Each episode repeats one random action (a_t = a_{t-1}); states are noise, so a z that
+    carries the window's previous action predicts the transition's action exactly."""
+    data = _task_data(0.0, seed, n, episode)
+    rng = np.random.default_rng(seed + 100)
+    data["actions"] = np.repeat(rng.uniform(-0.8, 0.8, (n // episode, DA)), episode,
+                                0).astype(np.float32)
+    return data
+
+
+@pytest.mark.parametrize("source", ["transition", "independent"])
+def test_independent_context_windows_carry_no_copy_of_the_transition(source):
+    # z = the query's previous action: from the transition's own window it gives the action
+    # away (a copycat can fit it); from an independent window of the task it is unrelated.
+    data = stack_datasets([_copycat_data(0), _copycat_data(1)])
+    prev_action = lambda f, t, query, tok, m: query[..., DS:]
+    cfg = MetaPolicyConfig(sac=SMALL, updates_per_epoch=400, context_source=source)
+    learner = meta_lib.make_meta_learner(cfg, DS, DA, 2, K, DA, prev_action, objective="bc",
+                                         reward_range=(-1.0, 1.0))
+    state = learner.init(jax.random.key(0))
+    _, metrics = jax.jit(learner.epoch)(state, {}, data, jax.random.key(1))
+    final_mse = float(metrics["meta/bc_mse"][-50:].mean())
+    variance = float(data.transitions.actions[0].var())      # ~0.21: uniform(-0.8, 0.8)
+    if source == "transition":
+        assert final_mse < 0.15 * variance
+    else:
+        assert final_mse > 0.8 * variance
+
+
+def test_context_source_is_checked():
+    with pytest.raises(ValueError, match="context_source"):
+        MetaPolicyConfig(context_source="window")

@@ -18,8 +18,10 @@ Sanity baselines: `bc` is objective 'bc' with `no_context` (z of size 0); `oracl
 'sac_bc' with `task_features`: z is the true task's features instead of an encoding.
 
 Batches: `per_task` = batch_size // T windows of every training task, each window's newest
-step is the transition; z' is the window shifted by one step (its newest token is
-(s', a)). Shapes: T tasks, K window, D = ds + da, Z = z dim.
+step is the transition. config.context_source 'transition': z is that window's and z' the
+window shifted by one step's (its newest token is (s', a)); 'independent': z is that of
+another window of the same task drawn independently, and z' = z. Shapes: T tasks, K window,
+D = ds + da, Z = z dim.
 """
 from __future__ import annotations
 
@@ -79,12 +81,19 @@ def task_z(task_features: jax.Array, lead: tuple[int, ...]) -> jax.Array:
 
 
 def window_features(encode: EncodeFn, frozen, trainable, batch,
-                    task_features: jax.Array | None = None) -> tuple[Transitions, jax.Array]:
+                    task_features: jax.Array | None = None,
+                    context=None) -> tuple[Transitions, jax.Array]:
     """ContextBatch (T, P, K, ...) -> (Transitions (T*P, ...) with z appended to s and z' to
     s', z (T*P, Z)). z' (of the window shifted by one step) is held constant.
-    task_features (T, Z): the oracle's z, the true task's features, replaces the encoder."""
+    task_features (T, Z): the oracle's z, the true task's features, replaces the encoder.
+    context: ContextBatch (T, P, K, ...) of independent windows of the same tasks: z is
+    theirs and z' = z (held constant); None: z of the transitions' own windows."""
     if task_features is not None:
         z = z_next = task_z(task_features, batch.rewards.shape[:2])
+    elif context is not None:
+        tokens, mask, query = tokens_from_context(context)
+        z = encode(frozen, trainable, query, tokens, mask)
+        z_next = jax.lax.stop_gradient(z)
     else:
         tokens, mask, query = tokens_from_context(batch)
         z = encode(frozen, trainable, query, tokens, mask)
@@ -117,7 +126,9 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                       reward_range: tuple[float, float] | None = None,
                       task_features: jax.Array | None = None) -> MetaLearner:
     """init(key) -> MetaState;
-    update(state, frozen, batch: ContextBatch (T, P, K, ...), key) -> (state, metrics);
+    update(state, frozen, batch: ContextBatch (T, P, K, ...), key, context=None) -> (state,
+        metrics); context: independent windows (T, P, K, ...) that give z
+        (config.context_source 'independent'), None: the batch's own windows;
     epoch(state, frozen, data: DeviceDataset (T, ...), key) -> (state, metrics): a lax.scan
         of config.updates_per_epoch updates, metrics with a leading (updates,) axis;
     act(actor_params, frozen, trainable, query (..., D), context (..., K, D), mask (..., K),
@@ -130,6 +141,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     T, K = num_tasks, window
+    independent = config.context_source == "independent" and task_features is None
     if task_features is not None:
         task_features = jnp.asarray(task_features, jnp.float32)
         if task_features.shape != (T, z_dim):
@@ -165,12 +177,13 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
         updates, opt_state = enc_opt.update(grads, state.encoder_opt_state)
         return optax.apply_updates(state.encoder, updates), opt_state
 
-    def update(state: MetaState, frozen, batch, key) -> tuple[MetaState, dict]:
+    def update(state: MetaState, frozen, batch, key, context=None) -> tuple[MetaState, dict]:
         if objective == "sac_bc":
             k_critic, k_actor = jax.random.split(key)
 
             def loss(critic_params, trainable):
-                tr, _ = window_features(encode, frozen, trainable, batch, task_features)
+                tr, _ = window_features(encode, frozen, trainable, batch, task_features,
+                                        context)
                 l, info = sac.critic_loss(critic_params, state.policy, tr, k_critic)
                 return l, (info, tr)
 
@@ -181,7 +194,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
             info = {**c_info, **a_info}
         else:
             def loss(actor_params, trainable):   # BC needs no z' of the next window
-                tokens, mask, query = tokens_from_context(batch)
+                tokens, mask, query = tokens_from_context(batch if context is None else context)
                 if task_features is None:
                     z = encode(frozen, trainable, query, tokens, mask)
                 else:
@@ -201,11 +214,15 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                          epoch=state.epoch), info
 
     def epoch(state: MetaState, frozen, data: DeviceDataset, key) -> tuple[MetaState, dict]:
+        windows = jax.vmap(lambda d, kk: sample_context_windows(d, kk, per_task, K))
+
         def body(s, k):
             k_b, k_u = jax.random.split(k)
-            batch = jax.vmap(lambda d, kk: sample_context_windows(d, kk, per_task, K))(
-                data, jax.random.split(k_b, T))
-            return update(s, frozen, batch, k_u)
+            batch = windows(data, jax.random.split(k_b, T))
+            context = None
+            if independent:   # a key of its own; 'transition' keeps its draws unchanged
+                context = windows(data, jax.random.split(jax.random.fold_in(k_b, 1), T))
+            return update(s, frozen, batch, k_u, context)
 
         state, metrics = jax.lax.scan(body, state,
                                       jax.random.split(key, config.updates_per_epoch))
