@@ -19,8 +19,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from reda_jax.didactic import DEFAULT_METHODS, METHODS, didactic_data, draw_figure, \
-    figure2_verdict, format_table, pool, run_method
+from reda_jax.didactic import DEFAULT_METHODS, METHODS, behavior_return, behavior_row, \
+    didactic_data, draw_figure, figure2_verdict, floor_verdict, format_table, pool, run_method
 from reda_jax.run_info import quiet_logs
 
 _PRESET = flags.DEFINE_enum("preset", "default", ["default", "smoke"],
@@ -56,19 +56,22 @@ def main(argv):
     quiet_logs()
     root = Path(_WORKDIR.value)
     per_method: dict[str, list[dict]] = {m: [] for m in _METHODS.value}
-    infos = {}
+    infos, behavior = {}, []
     for cs in collect_seeds:
         workdir = root / f"collect{cs}"
         train, test, infos[cs] = didactic_data(workdir, _PRESET.value, cs)
+        behavior.append(behavior_return(workdir, _PRESET.value, cs,
+                                        infos[cs]["train1"]["checkpoint"]))
+        infos[cs]["train1"]["eval_return"] = behavior[-1]
         print(f"collection {cs}: " + ", ".join(
             f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f})"
             for k, v in infos[cs].items()), flush=True)
         for m in _METHODS.value:
             per_method[m].append(run_method(m, _PRESET.value, _NUM_SEEDS.value, workdir, train,
                                             test, _PROGRESS.value))
-    rows = [pool(v) for v in per_method.values()]
+    rows = [behavior_row(behavior)] + [pool(v) for v in per_method.values()]
     table = format_table(rows, infos)
-    verdict = figure2_verdict(rows)
+    verdict = floor_verdict(rows) + "\n\n" + figure2_verdict(rows)
     (root / "didactic.md").write_text(table + "\n\n" + verdict + "\n")
     (root / "didactic.json").write_text(json.dumps(
         {"rows": rows, "per_collection": per_method, "data": infos}, indent=1))

@@ -26,9 +26,9 @@ from reda_jax.run_info import prepare_run_dir
 
 TASK_SET = "inverted-pendulum-gravity"
 TARGETS = {"train1": 100.0, "train2": 50.0, "test1": 50.0, "test2": 100.0}
-METHOD_LABELS = {"bc": "BC", "oracle": "Oracle", "reda": "ReDA", "om_sac": "OM-SAC",
+METHOD_LABELS = {"behavior": "Behavior (D1_train checkpoint)", "bc": "BC", "oracle": "Oracle", "reda": "ReDA", "om_sac": "OM-SAC",
                  "focal": "FOCAL", "om_bc": "OM-BC", "corro": "CORRO"}
-METHODS = tuple(METHOD_LABELS)
+METHODS = tuple(m for m in METHOD_LABELS if m != "behavior")
 DEFAULT_METHODS = ("bc", "oracle", "reda", "om_sac", "focal")
 CONTEXT_METHODS = ("reda", "om_sac", "focal", "om_bc", "corro")
 """Methods with a learned task representation (d(phi) applies); bc and oracle have none."""
@@ -131,6 +131,33 @@ def didactic_data(workdir: Path, preset: str, collect_seed: int = 0) -> tuple[di
     return train, test, info
 
 
+def behavior_return(workdir: Path, preset: str, collect_seed: int, checkpoint: int) -> float:
+    """Task-1 return of the D1_train behavior checkpoint's deterministic policy under the
+    methods' evaluation (the same episodes and reset seeds, `train_config`'s EvalConfig):
+    the reference the 0.9x bar compares with on the very initial states the methods meet."""
+    from reda_jax.algos.sac import make_sac
+    from reda_jax.checkpoint import Checkpointer
+    from reda_jax.eval import protocols
+    import jax
+    task_set = get_task_set(TASK_SET)
+    task1 = task_set.all_tasks[0]
+    config = collect_config(preset, collect_seed)
+    sac = make_sac(config.sac, task_set.obs_dim, task_set.act_dim)
+    members = len(task_set.all_tasks)
+    like = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), members)).actor_params
+    params, _ = Checkpointer(workdir / "data" / "checkpoints" / "policies", max_to_keep=None
+                             ).restore(checkpoint, like)
+    params = jax.tree.map(lambda x: x[:1], params)                # member 0 = task 1, S = 1
+    act = jax.jit(jax.vmap(jax.vmap(lambda p, q: sac.act(p, q[:task_set.obs_dim], None,
+                                                           deterministic=True),
+                                    in_axes=(None, 0))))
+    ecfg = train_config("bc", preset, 1).eval
+    result = protocols.evaluate([task1], lambda p, q, c, m: act(p, q), params, 1, 1,
+                                "on_policy", ecfg.num_episodes, ecfg.seed,
+                                max_steps=ecfg.max_steps)
+    return float(result.returns.mean())
+
+
 def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, train: dict,
                test: dict, show_progress: bool) -> dict:
     """Trains one method on one collection; returns per-seed lists: the task-1 return with
@@ -202,11 +229,43 @@ def format_table(rows: list[dict], infos: dict) -> str:
                      + f" | {len(r['task1_return_on_policy'])} |")
     data = []
     for cs, info in infos.items():
-        roles = ", ".join(f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f})"
+        roles = ", ".join(f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f}"
+                          + (f"; {v['eval_return']:.1f} on the evaluation's episodes"
+                             if "eval_return" in v else "") + ")"
                           for k, v in info.items())
         data.append(f"- collection {cs}: {roles}")
     return ("\n".join(lines) + "\n\nCells: mean [95% t-interval] over seeds x collections. "
             "Data:\n" + "\n".join(data))
+
+
+def behavior_row(returns: list[float]) -> dict:
+    """The table row of the D1_train behavior checkpoints (one return per collection)."""
+    row = {"method": "behavior", "d_phi": None, "max_mean_q": None}
+    for key, _ in COLUMNS[:3]:
+        row[key] = list(returns)
+    return row
+
+
+FLOOR = 0.9
+"""The fidelity floor (issue 9): a method's in-distribution task-1 return (on-policy and with
+D1_train contexts) should reach FLOOR x the behavior checkpoint's."""
+
+
+def floor_verdict(rows: list[dict]) -> str:
+    """Which methods reach FLOOR x the behavior row's mean with in-distribution contexts."""
+    by = {r["method"]: r for r in rows}
+    if "behavior" not in by:
+        return "Floor not checked: no behavior row."
+    ref = float(np.mean(by["behavior"]["task1_return_on_policy"]))
+    parts = []
+    for m, r in by.items():
+        if m == "behavior":
+            continue
+        ratio = min(float(np.mean(r[k])) for k in ("task1_return_on_policy",
+                                                   "task1_return_train_context")) / ref
+        parts.append(f"{METHOD_LABELS.get(m, m)} {ratio:.2f}x{'' if ratio >= FLOOR else ' (below)'}")
+    return (f"Floor ({FLOOR}x the behavior checkpoint's {ref:.1f}, in-distribution contexts, "
+            "the lower of on-policy and D1_train contexts): " + ", ".join(parts) + ".")
 
 
 def figure2_verdict(rows: list[dict]) -> str:

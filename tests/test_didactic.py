@@ -4,9 +4,11 @@ import json
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from reda_jax import didactic
 from reda_jax.didactic import choose_checkpoints
 from reda_jax.eval.metrics import mean_pairwise_sq_distance, relative_representation_metric
 
@@ -55,6 +57,34 @@ def test_checkpoints_are_the_earliest_in_band_by_return(tmp_path):
     assert chosen["train1"] == 1 and chosen["test1"] == 2
 
 
+def _behavior_by_hand(workdir, collect_seed: int, checkpoint: int) -> float:
+    """Mean return of task 1's behavior policy at `checkpoint` over the evaluation's episodes,
+    stepped one gymnasium env at a time."""
+    import jax
+    from reda_jax.algos.sac import make_sac
+    from reda_jax.checkpoint import Checkpointer
+    from reda_jax.envs.tasks import get_task_set
+    from reda_jax.eval.protocols import env_seed
+    task_set = get_task_set(didactic.TASK_SET)
+    sac = make_sac(didactic.collect_config("smoke", collect_seed).sac, task_set.obs_dim,
+                   task_set.act_dim)
+    like = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), 2)).actor_params
+    params, _ = Checkpointer(workdir / "data" / "checkpoints" / "policies", None).restore(
+        checkpoint, like)
+    task1 = jax.tree.map(lambda x: x[0], params)
+    ecfg = didactic.train_config("bc", "smoke", 1).eval
+    env, returns = task_set.all_tasks[0].make_env(), []
+    for e in range(ecfg.num_episodes):
+        obs, _ = env.reset(seed=env_seed(ecfg.seed, 0, e))
+        total, done, steps = 0.0, False, 0
+        while not done and (ecfg.max_steps is None or steps < ecfg.max_steps):
+            a = np.asarray(sac.act(task1, jnp.asarray(obs, jnp.float32), None, True))
+            obs, r, term, trunc, _ = env.step(a)
+            total, done, steps = total + r, term or trunc, steps + 1
+        returns.append(total)
+    return float(np.mean(returns))
+
+
 @pytest.mark.timeout(900)
 def test_didactic_app_end_to_end(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.didactic", "--preset=smoke",
@@ -66,7 +96,14 @@ def test_didactic_app_end_to_end(tmp_path):
                   "Figure 2 not checked"):
         assert label in out.stdout, label
     result = json.loads((tmp_path / "didactic.json").read_text())
-    assert [r["method"] for r in result["rows"]] == ["bc", "oracle", "reda"]
+    assert [r["method"] for r in result["rows"]] == ["behavior", "bc", "oracle", "reda"]
+    assert "| Behavior (D1_train checkpoint) |" in out.stdout and "Floor (0.9x" in out.stdout
+    # The behavior row: D1_train's checkpoint of task 1, rolled out by hand on the episodes
+    # (reset seeds) the methods are evaluated on.
+    for cs, info in result["data"].items():
+        k = info["train1"]["checkpoint"]
+        assert result["rows"][0]["task1_return_on_policy"][int(cs)] == pytest.approx(
+            _behavior_by_hand(tmp_path / f"collect{cs}", int(cs), k), rel=1e-6)
     rows = {r["method"]: r for r in result["rows"]}
     # Pooled over 2 seeds x 2 collections; d(phi) only for the learned representation.
     for row in rows.values():
