@@ -7,7 +7,7 @@ Sections:
   env      env steps/s: bare gymnasium env vs our task wrappers (random actions)
   sac      SAC updates/s, 1 task vs 5 tasks vmapped; lax.scan of N updates vs a Python loop
            of jitted single updates; compile time apart from run time
-  flops    FLOP/s of the SAC update (XLA cost analysis / time) vs a large jnp.dot (peak)
+  flops    matmul FLOP/s of the SAC update (jaxpr count / time) vs a large jnp.dot (peak)
   acting   the collection loop without updates: batched policy call + host simulators
   collect  wall time of a `mini` collection (read from --collect_workdir's returns.csv,
            or measured by running it with --run_collect)
@@ -25,6 +25,7 @@ import glob
 import json
 import os
 import time
+from typing import Any, Callable
 
 import gymnasium
 import gymnasium as gym
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from reda_jax import perf
 from reda_jax.algos.sac import make_sac
 from reda_jax.configs import SACConfig
 from reda_jax.data.collect import make_batched_act
@@ -47,6 +49,9 @@ _UPDATES = flags.DEFINE_integer("updates", 300, "SAC updates per timing.")
 _COLLECT_WORKDIR = flags.DEFINE_string("collect_workdir", None,
                                        "A finished mini collection to read the wall time from.")
 _RUN_COLLECT = flags.DEFINE_bool("run_collect", False, "Run the mini collection to time it.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved rounds of the peak and the stages.")
+_STAGE_ROWS = flags.DEFINE_integer("stage_rows", 50_000,
+                                   "Synthetic transitions per training task (reda section).")
 
 
 def timeit(fn, repeats: int = 3) -> float:
@@ -178,26 +183,32 @@ def bench_flops(task_set) -> None:
     sac = make_sac(SACConfig(), obs_dim, act_dim)
     n = _UPDATES.value
     keys = jax.random.split(jax.random.key(1), n)
-    print("[flops] XLA cost analysis of the compiled update / measured time, vs a large jnp.dot")
-    rows = []
-    size = 2048
-    a = jax.random.normal(jax.random.key(0), (size, size))
-    dot = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
-    jax.block_until_ready(dot(a, a))
-    peak = 2 * size**3 / timeit(lambda: jax.block_until_ready(dot(a, a)), repeats=5)
-    rows.append((f"jnp.dot {size}x{size} f32 (practical peak)", f"{peak / 1e9:,.1f} GFLOP/s"))
+    ceiling, how = perf.machine_ceiling()
+    print("[flops] matmul FLOPs of the update (jaxpr count) / time, vs a large jnp.dot; "
+          f"{_REPEATS.value} interleaved rounds, median [range]")
+    peak_call, peak_flops = peak_program()
+    fns, flops = {"peak": peak_call}, {"peak": peak_flops}
     for n_tasks in (0, 5):
         state, update, batch = _setup(sac, n_tasks, obs_dim, act_dim)
-        single = jax.jit(update).lower(state, batch, keys[0] if not n_tasks else
-                                       jax.random.split(keys[0], n_tasks)).compile()
-        flops = _flops(single)
+        k0 = keys[0] if not n_tasks else jax.random.split(keys[0], n_tasks)
+        flops[n_tasks] = perf.matmul_flops(update, state, batch, k0)
         compiled = _scanned(update, n_tasks).lower(state, batch, keys).compile()
         jax.block_until_ready(compiled(state, batch, keys))
-        dt = timeit(lambda: jax.block_until_ready(compiled(state, batch, keys)))
-        rate = flops * n / dt
-        label = f"{n_tasks} tasks vmapped" if n_tasks else "1 task"
-        rows.append((f"SAC update, {label}", f"{flops / 1e6:,.1f} MFLOP/update, {rate / 1e9:,.1f} "
-                                            f"GFLOP/s = {rate / peak:.0%} of peak (target >= 50%)"))
+        fns[n_tasks] = (lambda c=compiled, s=state, b=batch: c(s, b, keys))
+    times = perf.interleaved(fns, _REPEATS.value)
+    rows = [("theoretical ceiling", how)]
+    med = {}
+    for k, ts in times.items():
+        f = flops[k] * (1 if k == "peak" else n)
+        m, lo, hi = perf.spread(ts)
+        perf.checked_rate(f, lo, ceiling, str(k))
+        med[k] = f / m
+        label = ("jnp.dot 2048x2048 f32 (practical peak)" if k == "peak" else
+                 f"SAC update, {k} tasks vmapped" if k else "SAC update, 1 task")
+        extra = "" if k == "peak" else (f"{flops[k] / 1e6:,.1f} MFLOP/update, ")
+        rows.append((label, f"{extra}{f / m / 1e9:,.1f} GFLOP/s [{f / hi / 1e9:,.1f}-"
+                            f"{f / lo / 1e9:,.1f}]" + ("" if k == "peak" else
+                                                      f" = {med[k] / med['peak']:.0%} of peak")))
     report(rows)
 
 
@@ -267,44 +278,150 @@ def _synthetic_data(task_set, n: int, seed: int = 0) -> dict:
                 terminals=np.zeros(n, np.float32), truncations=done)
 
 
-def _scan_flops(lower, counts: tuple[int, ...]) -> float:
-    """FLOPs of a program with len(counts) scans of the given trip counts. XLA's cost
-    analysis counts a while-loop body once whatever its trip count, so each scan's
-    per-iteration cost is read off variants with trip counts 0 (no body) and 1 (inlined):
-    lower(trip counts) -> compiled."""
-    zeros = (0,) * len(counts)
-    base = _flops(lower(zeros))
-    total = base
-    for i, c in enumerate(counts):
-        one = tuple(1 if j == i else 0 for j in range(len(counts)))
-        total += c * (_flops(lower(one)) - base)
-    return total
+@dataclasses.dataclass
+class StageProgram:
+    """One stage's jitted, vmapped epoch ready to time.
+
+    fn: the compiled epoch (state donated); args(state) -> its arguments; state: the
+    current (seed-stacked) state, replaced by each call's output; updates: gradient steps
+    per epoch and seed (None: not one figure); flops: matmul FLOPs of one call, all seeds
+    (`reda_jax.perf.matmul_flops`); compile_s: lowering + XLA compile time."""
+
+    name: str
+    seeds: int
+    fn: Any
+    args: Callable[[Any], tuple]
+    state: Any
+    updates: int | None
+    flops: float
+    compile_s: float = 0.0
+
+    def __call__(self):
+        out = self.fn(*self.args(self.state))
+        self.state = out[0]
+        return out
+
+
+def stage_programs(task_set, config, data, workdir: str) -> tuple[list[StageProgram], Any]:
+    """The three ReDA stages' epochs of `config` (compiled, with initial states) and the
+    Trainer that made them (for evaluation). Seeds: config.num_seeds."""
+    from reda_jax.train import Trainer, epoch_keys, seed_keys
+
+    seeds = config.num_seeds
+    os.makedirs(workdir, exist_ok=True)
+    tr = Trainer(config, data, workdir, show_progress=False)
+    r = tr.method
+    k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
+    models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, tr.stage1_data)
+    rep = jax.jit(jax.vmap(r.init_representation))(k2)
+    meta = jax.jit(jax.vmap(r.init_meta))(k3)
+    specs = [
+        ("dynamics epoch", tr._stage1_epoch, jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
+         lambda s: (s, tr.stage1_data, epoch_keys(k1, 1)), models, tr.reda_steps["dynamics"]),
+        ("representation epoch", tr._rep_epoch,
+         jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)),
+         lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None),
+        ("meta-policy epoch", tr._meta_epoch, jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)),
+         lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
+         config.meta.updates_per_epoch),
+    ]
+    out = []
+    for name, jitted, plain, args, state, updates in specs:
+        flops = perf.matmul_flops(plain, *args(state))
+        t = time.perf_counter()
+        compiled = jitted.lower(*args(state)).compile()
+        compile_s = time.perf_counter() - t
+        prog = StageProgram(name, seeds, compiled, args, jax.tree.map(jnp.copy, state),
+                            updates, flops, compile_s)
+        jax.block_until_ready(prog())   # warm-up call
+        out.append(prog)
+    return out, tr
+
+
+def peak_program(size: int = 2048):
+    """(call, flops): a jitted size x size f32 matmul, the practical peak."""
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    b = jax.random.normal(jax.random.key(1), (size, size))
+    dot = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
+    jax.block_until_ready(dot(a, b))
+    return (lambda: dot(a, b)), 2.0 * size ** 3
+
+
+def synthetic_train_data(task_set, train_rows: int, test_rows: int):
+    """TrainData of random transitions with the task set's shapes."""
+    from reda_jax.train import make_train_data
+    names = [t.name for t in task_set.train_tasks]
+    train = {n: _synthetic_data(task_set, train_rows, i) for i, n in enumerate(names)}
+    test = {t.name: _synthetic_data(task_set, test_rows, 10 + i)
+            for i, t in enumerate(task_set.all_tasks)}
+    return make_train_data(task_set, train, test)
+
+
+def measure_stages(programs: list[StageProgram], repeats: int, peak_size: int = 2048
+                   ) -> tuple[list[dict], dict]:
+    """Times the matmul peak and every program interleaved, `repeats` rounds; returns
+    per-program rows and the peak's row (median / min / max seconds and FLOP/s), refusing
+    any rate above the machine's theoretical ceiling."""
+    ceiling, how = perf.machine_ceiling()
+    peak_call, peak_flops = peak_program(peak_size)
+    fns = {"peak": peak_call, **{f"{p.name}|{p.seeds}": p for p in programs}}
+    times = perf.interleaved(fns, repeats)
+
+    def row(flops, ts, what):
+        med, lo, hi = perf.spread(ts)
+        perf.checked_rate(flops, lo, ceiling, what)   # the fastest repetition too
+        return {"s_median": med, "s_min": lo, "s_max": hi, "flops": flops,
+                "gflops_median": flops / med / 1e9, "gflops_min": flops / hi / 1e9,
+                "gflops_max": flops / lo / 1e9}
+
+    peak = {"what": f"jnp.dot {peak_size}x{peak_size} f32", "ceiling_gflops": ceiling / 1e9,
+            "ceiling_how": how, **row(peak_flops, times["peak"], "matmul peak")}
+    rows = []
+    for p in programs:
+        r = row(p.flops, times[f"{p.name}|{p.seeds}"], f"{p.name}, {p.seeds} seed(s)")
+        r.update(stage=p.name, seeds=p.seeds, compile_s=p.compile_s, updates=p.updates,
+                 of_peak=r["gflops_median"] / peak["gflops_median"],
+                 seed_updates_per_s=(p.updates * p.seeds / r["s_median"]) if p.updates else None)
+        rows.append(r)
+    return rows, peak
+
+
+def format_stage_rows(rows: list[dict], peak: dict) -> list[tuple[str, str]]:
+    """Report lines: ceiling, peak, every stage (median [min-max]), compile times."""
+    out = [("theoretical ceiling", peak["ceiling_how"]),
+           (f"{peak['what']} (practical peak)",
+            f"{peak['gflops_median']:,.1f} GFLOP/s [{peak['gflops_min']:,.1f}-"
+            f"{peak['gflops_max']:,.1f}] = {peak['gflops_median'] / peak['ceiling_gflops']:.0%}"
+            " of the ceiling")]
+    for r in rows:
+        ups = (f", {r['seed_updates_per_s']:,.1f} seed-updates/s" if r["seed_updates_per_s"]
+               else "")
+        out.append((f"{r['stage']}, {r['seeds']} seed(s)",
+                    f"{r['s_median']:.3f} s [{r['s_min']:.3f}-{r['s_max']:.3f}]{ups}, "
+                    f"{r['flops'] / 1e9:,.1f} GFLOP/epoch, {r['gflops_median']:,.1f} GFLOP/s "
+                    f"[{r['gflops_min']:,.1f}-{r['gflops_max']:,.1f}] = {r['of_peak']:.0%} of "
+                    "peak"))
+    out.append(("compile (held apart)", ", ".join(f"{r['stage'].split()[0]} x{r['seeds']}: "
+                                                  f"{r['compile_s']:.1f} s" for r in rows)))
+    return out
 
 
 def bench_reda(task_set) -> None:
     """Per-stage throughput of the mini preset's epoch functions for 1 and 5 vmapped seeds,
-    their FLOP rate against the practical peak, compile times, evaluation vs the bare
-    simulator, peak memory, and a finished mini run's wall time."""
+    their matmul FLOP rate against the practical peak (all interleaved, --repeats rounds,
+    median and range), compile times apart; evaluation vs the bare simulator; peak memory;
+    finished mini runs' wall time."""
     import resource
     import tempfile
 
-    from reda_jax.methods import make_method
     from reda_jax.configs import train_preset
     from reda_jax.eval import protocols
-    from reda_jax.train import Trainer, epoch_keys, make_train_data, seed_keys
 
-    print("[reda] stage epochs of the mini preset (synthetic data of the task set's shapes)")
-    size = 2048
-    a = jax.random.normal(jax.random.key(0), (size, size))
-    dot = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
-    jax.block_until_ready(dot(a, a))
-    peak = 2 * size**3 / timeit(lambda: jax.block_until_ready(dot(a, a)), repeats=5)
-    rows = [(f"jnp.dot {size}x{size} f32 (practical peak)", f"{peak / 1e9:,.1f} GFLOP/s")]
-    names = [t.name for t in task_set.train_tasks]
-    train = {n: _synthetic_data(task_set, 50_000, i) for i, n in enumerate(names)}
-    test = {t.name: _synthetic_data(task_set, 5_000, 10 + i) for i, t in enumerate(task_set.all_tasks)}
-    data = make_train_data(task_set, train, test)
-    compile_total = {}
+    print(f"[reda] stage epochs of the mini preset (synthetic data of the task set's shapes), "
+          f"{_REPEATS.value} interleaved rounds")
+    data = synthetic_train_data(task_set, _STAGE_ROWS.value, 5_000)
+    programs, trainers = [], {}
+    tmp = tempfile.TemporaryDirectory()
     for seeds in (1, 5):
         base = train_preset("mini", task_set.name, num_seeds=seeds)
         # Short epochs: the per-update cost is what is measured.
@@ -312,82 +429,22 @@ def bench_reda(task_set) -> None:
             base, representation=dataclasses.replace(base.representation, encoder_updates=50,
                                                      adversary_updates=50),
             meta=dataclasses.replace(base.meta, updates_per_epoch=100))
-        with tempfile.TemporaryDirectory() as tmp:
-            tr = Trainer(config, data, tmp, show_progress=False)
-            r = tr.method
-            k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
-            models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, tr.stage1_data)
-            rep = jax.jit(jax.vmap(r.init_representation))(k2)
-            meta = jax.jit(jax.vmap(r.init_meta))(k3)
-            n_tasks = len(task_set.train_tasks)
-
-            def variant(cfg, dyn_steps=1, rew_steps=1):
-                return make_method(cfg, task_set.obs_dim, task_set.act_dim, n_tasks,
-                                   task_set.termination_fn, dyn_steps, rew_steps,
-                                   reward_range=(0.0, 1.0))
-
-            def lower_dyn(c):
-                fn = jax.jit(jax.vmap(variant(config, *c).stage1_epoch, in_axes=(0, None, 0)))
-                return fn.lower(models, tr.stage1_data, epoch_keys(k1, 1)).compile()
-
-            def lower_rep(c):
-                cfg = dataclasses.replace(config, representation=dataclasses.replace(
-                    config.representation, adversary_updates=c[0], encoder_updates=c[1]))
-                fn = jax.jit(jax.vmap(variant(cfg).representation_epoch, in_axes=(0, 0, None, 0)))
-                return fn.lower(rep, models, data.train, epoch_keys(k2, 1)).compile()
-
-            def lower_meta(c):
-                cfg = dataclasses.replace(config, meta=dataclasses.replace(
-                    config.meta, updates_per_epoch=c[0]))
-                fn = jax.jit(jax.vmap(variant(cfg).meta_epoch, in_axes=(0, 0, None, 0)))
-                return fn.lower(meta, rep.encoder.params, data.train, epoch_keys(k3, 1)).compile()
-
-            rcfg = config.representation
-            stages = [
-                ("dynamics epoch", tr._stage1_epoch, lambda s: (s, tr.stage1_data, epoch_keys(k1, 1)), models,
-                 tr.reda_steps["dynamics"], lambda: _scan_flops(
-                     lower_dyn, (tr.reda_steps["dynamics"], tr.reda_steps["reward"]))),
-                ("representation epoch", tr._rep_epoch,
-                 lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None,
-                 lambda: _scan_flops(lower_rep, (rcfg.adversary_updates, rcfg.encoder_updates))),
-                ("meta-policy epoch", tr._meta_epoch,
-                 lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
-                 config.meta.updates_per_epoch,
-                 lambda: _scan_flops(lower_meta, (config.meta.updates_per_epoch,))),
-            ]
-            for label, fn, args, state, updates, count_flops in stages:
-                flops = count_flops()
-                t = time.perf_counter()
-                compiled = fn.lower(*args(state)).compile()
-                t_compile = time.perf_counter() - t
-                compile_total[label] = compile_total.get(label, 0.0) + t_compile
-                state = jax.tree.map(jnp.copy, state)
-                out = compiled(*args(state))
-                jax.block_until_ready(out)
-                state = out[0]
-                best = float("inf")
-                for _ in range(2):
-                    t = time.perf_counter()
-                    out = compiled(*args(state))
-                    jax.block_until_ready(out)
-                    state = out[0]
-                    best = min(best, time.perf_counter() - t)
-                rate = flops / best
-                if label.startswith("dynamics"):
-                    models = state
-                elif label.startswith("representation"):
-                    rep = state
-                what = (f"{updates * seeds / best:,.1f} seed-updates/s, " if updates else "")
-                rows.append((f"{label}, {seeds} seed(s)",
-                             f"{best:.2f} s/epoch, {what}{rate / 1e9:,.1f} GFLOP/s = "
-                             f"{rate / peak:.0%} of peak; compile {t_compile:.1f} s"))
-            # Evaluation: 5 tasks x 3 episodes per seed, one batched policy call per step.
-            params = (r.act_params(meta), rep.encoder.params)
-            act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
-            res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
-                                     config.encoder.window, "on_policy", 3, 0, max_steps=200)
-            rows.append((f"evaluation, {seeds} seed(s) x 5 tasks x 3 episodes",
-                         f"{res.env_steps / res.wall_time_s:,.0f} env steps/s"))
+        progs, tr = stage_programs(task_set, config, data, f"{tmp.name}/{seeds}")
+        programs += progs
+        trainers[seeds] = (tr, progs)
+    rows, peak = measure_stages(programs, _REPEATS.value)
+    report(format_stage_rows(rows, peak))
+    rows = []
+    for seeds, (tr, progs) in trainers.items():
+        # Evaluation: 5 tasks x 3 episodes per seed, one batched policy call per step.
+        meta, rep = progs[2].state, progs[1].state
+        params = (tr.method.act_params(meta), rep.encoder.params)
+        act_fn = lambda p, q, c, m, tr=tr: tr._act(p[0], p[1], q, c, m)
+        res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
+                                 tr.config.encoder.window, "on_policy", 3, 0, max_steps=200)
+        rows.append((f"evaluation, {seeds} seed(s) x 5 tasks x 3 episodes",
+                     f"{res.env_steps / res.wall_time_s:,.0f} env steps/s"))
+    tmp.cleanup()
     env = gymnasium.make(task_set.all_tasks[0].env_id)
     env.reset(seed=0)
     n, t = 5000, time.perf_counter()
@@ -396,7 +453,6 @@ def bench_reda(task_set) -> None:
         if term or trunc:
             env.reset()
     rows.append(("bare gymnasium simulator", f"{n / (time.perf_counter() - t):,.0f} steps/s"))
-    rows.append(("compile, all stages, 1 + 5 seeds", f"{sum(compile_total.values()):.1f} s"))
     rows.append(("peak host memory (max RSS)",
                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"))
     for path in sorted(glob.glob(f"runs/{task_set.name}/*/mini-*/results.json")):
