@@ -44,6 +44,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("task_set", "hopper-gravity", "Task set.")
     flags.DEFINE_integer("repeats", 3, "Interleaved rounds of peak and stages.")
     flags.DEFINE_float("budget_s", 420.0, "Wall-time budget; later parts are skipped.")
+    flags.DEFINE_string("count_flops", None, "Only print the matmul FLOPs of one full epoch "
+                        "of each stage of this preset at 5 seeds (jaxpr count, nothing runs).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +207,38 @@ def _e2e(trainer) -> dict:
             "seeds": trainer.num_seeds}
 
 
+def preset_epoch_flops(preset: str, task_set, seeds: int, train_rows: int | None = None
+                       ) -> dict[str, float]:
+    """Matmul FLOPs of one full epoch of each stage of `preset` at `seeds` vmapped seeds,
+    counted from the jaxpr (nothing is compiled or run; states are abstract). train_rows:
+    synthetic transitions per training task (default: the preset's N)."""
+    from experiments.harness import synthetic_train_data
+    from reda_jax.configs import collect_preset, train_preset
+    from reda_jax.train import Trainer, epoch_keys, seed_keys
+    cfg = train_preset(preset, task_set.name, num_seeds=seeds)
+    rows = train_rows or collect_preset(cfg.data_preset, task_set.name).train_transitions
+    data = synthetic_train_data(task_set, rows, 1000)
+    tr = Trainer(cfg, data, tempfile.mkdtemp(), show_progress=False)
+    r = tr.method
+    k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
+    models = jax.eval_shape(jax.vmap(r.init_stage1, in_axes=(0, None)), k1, tr.stage1_data)
+    rep = jax.eval_shape(jax.vmap(r.init_representation), k2)
+    meta = jax.eval_shape(jax.vmap(r.init_meta), k3)
+    return {
+        "dynamics epoch": perf.matmul_flops(jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
+                                            models, tr.stage1_data, epoch_keys(k1, 1)),
+        "representation epoch": perf.matmul_flops(
+            jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)), rep, models,
+            data.train, epoch_keys(k2, 1)),
+        "meta-policy epoch": perf.matmul_flops(
+            jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)), meta, rep.encoder.params,
+            data.train, epoch_keys(k3, 1)),
+        "epochs": {"dynamics epoch": cfg.dynamics.max_epochs,
+                   "representation epoch": cfg.representation.num_epochs,
+                   "meta-policy epoch": cfg.meta.num_epochs},
+    }
+
+
 def _markdown(report: dict) -> str:
     lines = [f"# Device check ({report['mode']})", "",
              f"{report['date']}; {report['device']}; jax {report['jax']}; "
@@ -305,6 +339,14 @@ def run_check(sizes: Sizes, task_set_name: str, out_dir: str, budget_s: float) -
 
 
 def main(_):
+    if FLAGS.count_flops:
+        from reda_jax.envs.tasks import get_task_set
+        counts = preset_epoch_flops(FLAGS.count_flops, get_task_set(FLAGS.task_set), 5)
+        epochs = counts.pop("epochs")
+        for k, v in counts.items():
+            print(f"{FLAGS.count_flops} {k}, 5 seeds: {v / 1e12:,.3f} TFLOP/epoch x "
+                  f"{epochs[k]} epochs = {v * epochs[k] / 1e15:,.2f} PFLOP")
+        return
     sizes = dataclasses.replace(TINY if FLAGS.tiny else PAPER, repeats=FLAGS.repeats)
     out = FLAGS.out or os.environ.get("OUT") or "runs/device_check"
     print(f"devices: {jax.devices()}; ceiling: {perf.machine_ceiling()[1]}", flush=True)
