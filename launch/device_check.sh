@@ -22,8 +22,10 @@ for a in "$@"; do [[ "$a" == "--tiny" ]] && tiny=1; done
 if [[ $tiny == 0 ]] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   venv="$here/../.venv-cuda"
   if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import jax; assert jax.default_backend() == 'gpu'" 2>/dev/null; then
-    echo "[device_check] installing jax[cuda12] + the project into $venv"
-    if python3 -m venv "$venv" && timeout 240 "$venv/bin/pip" install -q "jax[cuda12]" -e "$here"; then
+    online=0
+    timeout 8 python3 -c "import urllib.request; urllib.request.urlopen('https://pypi.org/simple/jax/', timeout=6)" 2>/dev/null && online=1
+    if [[ $online == 1 ]]; then echo "[device_check] installing jax[cuda12] + the project into $venv"; fi
+    if [[ $online == 1 ]] && python3 -m venv "$venv" && timeout 300 "$venv/bin/pip" install -q "jax[cuda12]" -e "$here"; then
       py="$venv/bin/python"
     else
       echo "[device_check] install failed (no network?): falling back to a Python at hand"
@@ -37,5 +39,15 @@ if [[ $tiny == 0 ]] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/n
     py="$venv/bin/python"
   fi
   echo "[device_check] using $py ($("$py" -c 'import jax; print(jax.__version__, jax.devices())' 2>&1 | tail -1))"
+fi
+missing=$("$py" - <<'PY'
+import importlib.util
+names = ["jax", "flax", "optax", "chex", "orbax.checkpoint", "mujoco", "gymnasium", "absl", "tqdm"]
+print(" ".join(n for n in names if importlib.util.find_spec(n.split(".")[0]) is None))
+PY
+)
+if [[ -n "$missing" ]]; then
+  echo "[device_check] $py lacks: $missing (carry them as wheels: /work/.library/device/README.md)" >&2
+  exit 3
 fi
 exec timeout 480 "$py" -m experiments.device_check "$@"
