@@ -50,4 +50,6 @@ if [[ -n "$missing" ]]; then
   echo "[device_check] $py lacks: $missing (carry them as wheels: /work/.library/device/README.md)" >&2
   exit 3
 fi
-exec timeout 480 "$py" -m experiments.device_check "$@"
+# The prepared run must end within 8 minutes; --tiny (CI, a shared CPU) gets longer.
+limit=480; [[ $tiny == 1 ]] && limit=1500
+exec timeout $limit "$py" -m experiments.device_check "$@"
