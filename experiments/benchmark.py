@@ -183,13 +183,6 @@ def bench_flops(task_set) -> None:
     report(rows)
 
 
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0]
-    return float(cost.get("flops", 0.0))
-
-
 def bench_acting(task_set) -> None:
     print(f"[acting] collection loop without updates: {len(task_set.all_tasks)} tasks, one "
           f"batched policy call per step + host simulators")
