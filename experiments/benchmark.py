@@ -7,7 +7,7 @@ Sections:
   env      env steps/s: bare gymnasium env vs our task wrappers (random actions)
   sac      SAC updates/s, 1 task vs 5 tasks vmapped; lax.scan of N updates vs a Python loop
            of jitted single updates; compile time apart from run time
-  flops    FLOP/s of the SAC update (XLA cost analysis / time) vs a large jnp.dot (peak)
+  flops    matmul FLOP/s of the SAC update (jaxpr count / time) vs a large jnp.dot (peak)
   acting   the collection loop without updates: batched policy call + host simulators
   collect  wall time of a `mini` collection (read from --collect_workdir's returns.csv,
            or measured by running it with --run_collect)
@@ -26,18 +26,18 @@ import json
 import os
 import time
 
-import gymnasium
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from experiments.harness import _batch, _scanned, _setup, format_stage_rows, \
+    measure_stages, peak_program, stage_programs, synthetic_train_data
+from reda_jax import perf
 from reda_jax.algos.sac import make_sac
 from reda_jax.configs import SACConfig
 from reda_jax.data.collect import make_batched_act
 from reda_jax.envs.tasks import get_task_set, make_env
-from reda_jax.types import Transitions
 
 _SECTIONS = flags.DEFINE_list("sections", ["env", "sac", "flops", "acting", "collect", "reda"],
                               "Which sections to run.")
@@ -47,6 +47,9 @@ _UPDATES = flags.DEFINE_integer("updates", 300, "SAC updates per timing.")
 _COLLECT_WORKDIR = flags.DEFINE_string("collect_workdir", None,
                                        "A finished mini collection to read the wall time from.")
 _RUN_COLLECT = flags.DEFINE_bool("run_collect", False, "Run the mini collection to time it.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved rounds of the peak and the stages.")
+_STAGE_ROWS = flags.DEFINE_integer("stage_rows", 50_000,
+                                   "Synthetic transitions per training task (reda section).")
 
 
 def timeit(fn, repeats: int = 3) -> float:
@@ -100,33 +103,6 @@ def bench_env(task_set) -> None:
     report(rows)
 
 
-def _batch(key, obs_dim, act_dim, lead=()):
-    k = jax.random.split(key, 3)
-    shp = lead + (256,)
-    return Transitions(jax.random.normal(k[0], shp + (obs_dim,)),
-                       jnp.tanh(jax.random.normal(k[1], shp + (act_dim,))), jnp.ones(shp),
-                       jax.random.normal(k[2], shp + (obs_dim,)), jnp.zeros(shp), jnp.zeros(shp))
-
-
-def _setup(sac, n_tasks, obs_dim, act_dim):
-    """(state, update, batch) for one task (n_tasks=0) or n_tasks vmapped tasks."""
-    if not n_tasks:
-        return sac.init(jax.random.key(0)), sac.update, _batch(jax.random.key(2), obs_dim, act_dim)
-    state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), n_tasks))
-    return state, jax.vmap(sac.update), _batch(jax.random.key(2), obs_dim, act_dim, (n_tasks,))
-
-
-def _scanned(update, n_tasks):
-    def run(state, batch, keys):
-        def body(s, k):
-            if n_tasks:
-                k = jax.random.split(k, n_tasks)
-            s, m = update(s, batch, k)
-            return s, m["critic_loss"]
-        return jax.lax.scan(body, state, keys)
-    return jax.jit(run)
-
-
 def bench_sac(task_set) -> dict:
     obs_dim, act_dim = task_set.obs_dim, task_set.act_dim
     sac = make_sac(SACConfig(), obs_dim, act_dim)
@@ -178,34 +154,33 @@ def bench_flops(task_set) -> None:
     sac = make_sac(SACConfig(), obs_dim, act_dim)
     n = _UPDATES.value
     keys = jax.random.split(jax.random.key(1), n)
-    print("[flops] XLA cost analysis of the compiled update / measured time, vs a large jnp.dot")
-    rows = []
-    size = 2048
-    a = jax.random.normal(jax.random.key(0), (size, size))
-    dot = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
-    jax.block_until_ready(dot(a, a))
-    peak = 2 * size**3 / timeit(lambda: jax.block_until_ready(dot(a, a)), repeats=5)
-    rows.append((f"jnp.dot {size}x{size} f32 (practical peak)", f"{peak / 1e9:,.1f} GFLOP/s"))
+    ceiling, how = perf.machine_ceiling()
+    print("[flops] matmul FLOPs of the update (jaxpr count) / time, vs a large jnp.dot; "
+          f"{_REPEATS.value} interleaved rounds, median [range]")
+    peak_call, peak_flops = peak_program()
+    fns, flops = {"peak": peak_call}, {"peak": peak_flops}
     for n_tasks in (0, 5):
         state, update, batch = _setup(sac, n_tasks, obs_dim, act_dim)
-        single = jax.jit(update).lower(state, batch, keys[0] if not n_tasks else
-                                       jax.random.split(keys[0], n_tasks)).compile()
-        flops = _flops(single)
+        k0 = keys[0] if not n_tasks else jax.random.split(keys[0], n_tasks)
+        flops[n_tasks] = perf.matmul_flops(update, state, batch, k0)
         compiled = _scanned(update, n_tasks).lower(state, batch, keys).compile()
         jax.block_until_ready(compiled(state, batch, keys))
-        dt = timeit(lambda: jax.block_until_ready(compiled(state, batch, keys)))
-        rate = flops * n / dt
-        label = f"{n_tasks} tasks vmapped" if n_tasks else "1 task"
-        rows.append((f"SAC update, {label}", f"{flops / 1e6:,.1f} MFLOP/update, {rate / 1e9:,.1f} "
-                                            f"GFLOP/s = {rate / peak:.0%} of peak (target >= 50%)"))
+        fns[n_tasks] = (lambda c=compiled, s=state, b=batch: c(s, b, keys))
+    times = perf.interleaved(fns, _REPEATS.value)
+    rows = [("theoretical ceiling", how)]
+    med = {}
+    for k, ts in times.items():
+        f = flops[k] * (1 if k == "peak" else n)
+        m, lo, hi = perf.spread(ts)
+        perf.checked_rate(f, lo, ceiling, str(k))
+        med[k] = f / m
+        label = ("jnp.dot 2048x2048 f32 (practical peak)" if k == "peak" else
+                 f"SAC update, {k} tasks vmapped" if k else "SAC update, 1 task")
+        extra = "" if k == "peak" else (f"{flops[k] / 1e6:,.1f} MFLOP/update, ")
+        rows.append((label, f"{extra}{f / m / 1e9:,.1f} GFLOP/s [{f / hi / 1e9:,.1f}-"
+                            f"{f / lo / 1e9:,.1f}]" + ("" if k == "peak" else
+                                                      f" = {med[k] / med['peak']:.0%} of peak")))
     report(rows)
-
-
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0]
-    return float(cost.get("flops", 0.0))
 
 
 def bench_acting(task_set) -> None:
@@ -252,59 +227,33 @@ def bench_collect() -> None:
                                               "(from returns.csv; excludes dataset writing)")])
 
 
-def _synthetic_data(task_set, n: int, seed: int = 0) -> dict:
-    """Random transitions of the task set's shapes (timing does not depend on values)."""
-    rng = np.random.default_rng(seed)
-    ds, da = task_set.obs_dim, task_set.act_dim
-    obs = rng.normal(size=(n, ds)).astype(np.float32)
-    obs[:, 0] = 1.25  # Hopper: healthy height, so rollouts stay alive
-    obs[:, 1] = 0.0
-    done = np.zeros(n, np.float32)
-    done[999::1000] = 1.0
-    return dict(observations=obs, actions=rng.uniform(-1, 1, (n, da)).astype(np.float32),
-                rewards=rng.normal(size=n).astype(np.float32),
-                next_observations=obs + 0.01 * rng.normal(size=(n, ds)).astype(np.float32),
-                terminals=np.zeros(n, np.float32), truncations=done)
-
-
-def _scan_flops(lower, counts: tuple[int, ...]) -> float:
-    """FLOPs of a program with len(counts) scans of the given trip counts. XLA's cost
-    analysis counts a while-loop body once whatever its trip count, so each scan's
-    per-iteration cost is read off variants with trip counts 0 (no body) and 1 (inlined):
-    lower(trip counts) -> compiled."""
-    zeros = (0,) * len(counts)
-    base = _flops(lower(zeros))
-    total = base
-    for i, c in enumerate(counts):
-        one = tuple(1 if j == i else 0 for j in range(len(counts)))
-        total += c * (_flops(lower(one)) - base)
-    return total
+def bare_simulator_rate(task_set, n: int = 5000) -> float:
+    """Steps/s of the bare simulator (mj_step x frame_skip, zero control) of the first task."""
+    raw = gym.make(task_set.all_tasks[0].env_id).unwrapped
+    raw.reset(seed=0)
+    ctrl = np.zeros(raw.model.nu)
+    t = time.perf_counter()
+    for _ in range(n):
+        raw._step_mujoco_simulation(ctrl, raw.frame_skip)
+    return n / (time.perf_counter() - t)
 
 
 def bench_reda(task_set) -> None:
     """Per-stage throughput of the mini preset's epoch functions for 1 and 5 vmapped seeds,
-    their FLOP rate against the practical peak, compile times, evaluation vs the bare
-    simulator, peak memory, and a finished mini run's wall time."""
+    their matmul FLOP rate against the practical peak (all interleaved, --repeats rounds,
+    median and range), compile times apart; evaluation vs the bare simulator; peak memory;
+    finished mini runs' wall time."""
     import resource
     import tempfile
 
-    from reda_jax.methods import make_method
     from reda_jax.configs import train_preset
     from reda_jax.eval import protocols
-    from reda_jax.train import Trainer, epoch_keys, make_train_data, seed_keys
 
-    print("[reda] stage epochs of the mini preset (synthetic data of the task set's shapes)")
-    size = 2048
-    a = jax.random.normal(jax.random.key(0), (size, size))
-    dot = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
-    jax.block_until_ready(dot(a, a))
-    peak = 2 * size**3 / timeit(lambda: jax.block_until_ready(dot(a, a)), repeats=5)
-    rows = [(f"jnp.dot {size}x{size} f32 (practical peak)", f"{peak / 1e9:,.1f} GFLOP/s")]
-    names = [t.name for t in task_set.train_tasks]
-    train = {n: _synthetic_data(task_set, 50_000, i) for i, n in enumerate(names)}
-    test = {t.name: _synthetic_data(task_set, 5_000, 10 + i) for i, t in enumerate(task_set.all_tasks)}
-    data = make_train_data(task_set, train, test)
-    compile_total = {}
+    print(f"[reda] stage epochs of the mini preset (synthetic data of the task set's shapes), "
+          f"{_REPEATS.value} interleaved rounds")
+    data = synthetic_train_data(task_set, _STAGE_ROWS.value, 5_000)
+    programs, trainers = [], {}
+    tmp = tempfile.TemporaryDirectory()
     for seeds in (1, 5):
         base = train_preset("mini", task_set.name, num_seeds=seeds)
         # Short epochs: the per-update cost is what is measured.
@@ -312,91 +261,28 @@ def bench_reda(task_set) -> None:
             base, representation=dataclasses.replace(base.representation, encoder_updates=50,
                                                      adversary_updates=50),
             meta=dataclasses.replace(base.meta, updates_per_epoch=100))
-        with tempfile.TemporaryDirectory() as tmp:
-            tr = Trainer(config, data, tmp, show_progress=False)
-            r = tr.method
-            k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
-            models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, tr.stage1_data)
-            rep = jax.jit(jax.vmap(r.init_representation))(k2)
-            meta = jax.jit(jax.vmap(r.init_meta))(k3)
-            n_tasks = len(task_set.train_tasks)
-
-            def variant(cfg, dyn_steps=1, rew_steps=1):
-                return make_method(cfg, task_set.obs_dim, task_set.act_dim, n_tasks,
-                                   task_set.termination_fn, dyn_steps, rew_steps,
-                                   reward_range=(0.0, 1.0))
-
-            def lower_dyn(c):
-                fn = jax.jit(jax.vmap(variant(config, *c).stage1_epoch, in_axes=(0, None, 0)))
-                return fn.lower(models, tr.stage1_data, epoch_keys(k1, 1)).compile()
-
-            def lower_rep(c):
-                cfg = dataclasses.replace(config, representation=dataclasses.replace(
-                    config.representation, adversary_updates=c[0], encoder_updates=c[1]))
-                fn = jax.jit(jax.vmap(variant(cfg).representation_epoch, in_axes=(0, 0, None, 0)))
-                return fn.lower(rep, models, data.train, epoch_keys(k2, 1)).compile()
-
-            def lower_meta(c):
-                cfg = dataclasses.replace(config, meta=dataclasses.replace(
-                    config.meta, updates_per_epoch=c[0]))
-                fn = jax.jit(jax.vmap(variant(cfg).meta_epoch, in_axes=(0, 0, None, 0)))
-                return fn.lower(meta, rep.encoder.params, data.train, epoch_keys(k3, 1)).compile()
-
-            rcfg = config.representation
-            stages = [
-                ("dynamics epoch", tr._stage1_epoch, lambda s: (s, tr.stage1_data, epoch_keys(k1, 1)), models,
-                 tr.reda_steps["dynamics"], lambda: _scan_flops(
-                     lower_dyn, (tr.reda_steps["dynamics"], tr.reda_steps["reward"]))),
-                ("representation epoch", tr._rep_epoch,
-                 lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None,
-                 lambda: _scan_flops(lower_rep, (rcfg.adversary_updates, rcfg.encoder_updates))),
-                ("meta-policy epoch", tr._meta_epoch,
-                 lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
-                 config.meta.updates_per_epoch,
-                 lambda: _scan_flops(lower_meta, (config.meta.updates_per_epoch,))),
-            ]
-            for label, fn, args, state, updates, count_flops in stages:
-                flops = count_flops()
-                t = time.perf_counter()
-                compiled = fn.lower(*args(state)).compile()
-                t_compile = time.perf_counter() - t
-                compile_total[label] = compile_total.get(label, 0.0) + t_compile
-                state = jax.tree.map(jnp.copy, state)
-                out = compiled(*args(state))
-                jax.block_until_ready(out)
-                state = out[0]
-                best = float("inf")
-                for _ in range(2):
-                    t = time.perf_counter()
-                    out = compiled(*args(state))
-                    jax.block_until_ready(out)
-                    state = out[0]
-                    best = min(best, time.perf_counter() - t)
-                rate = flops / best
-                if label.startswith("dynamics"):
-                    models = state
-                elif label.startswith("representation"):
-                    rep = state
-                what = (f"{updates * seeds / best:,.1f} seed-updates/s, " if updates else "")
-                rows.append((f"{label}, {seeds} seed(s)",
-                             f"{best:.2f} s/epoch, {what}{rate / 1e9:,.1f} GFLOP/s = "
-                             f"{rate / peak:.0%} of peak; compile {t_compile:.1f} s"))
-            # Evaluation: 5 tasks x 3 episodes per seed, one batched policy call per step.
-            params = (r.act_params(meta), rep.encoder.params)
-            act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
-            res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
-                                     config.encoder.window, "on_policy", 3, 0, max_steps=200)
-            rows.append((f"evaluation, {seeds} seed(s) x 5 tasks x 3 episodes",
-                         f"{res.env_steps / res.wall_time_s:,.0f} env steps/s"))
-    env = gymnasium.make(task_set.all_tasks[0].env_id)
-    env.reset(seed=0)
-    n, t = 5000, time.perf_counter()
-    for _ in range(n):
-        _, _, term, trunc, _ = env.step(env.action_space.sample())
-        if term or trunc:
-            env.reset()
-    rows.append(("bare gymnasium simulator", f"{n / (time.perf_counter() - t):,.0f} steps/s"))
-    rows.append(("compile, all stages, 1 + 5 seeds", f"{sum(compile_total.values()):.1f} s"))
+        progs, tr = stage_programs(task_set, config, data, f"{tmp.name}/{seeds}")
+        programs += progs
+        trainers[seeds] = (tr, progs)
+    rows, peak = measure_stages(programs, _REPEATS.value)
+    report(format_stage_rows(rows, peak))
+    rows = []
+    for seeds, (tr, progs) in trainers.items():
+        # Evaluation: 5 tasks x 5 episodes per seed, one batched policy call per step,
+        # against the bare simulator measured right after it (the same load on both).
+        meta, rep = progs[2].state, progs[1].state
+        params = (tr.method.act_params(meta), rep.encoder.params)
+        act_fn = lambda p, q, c, m, tr=tr: tr._act(p[0], p[1], q, c, m)
+        protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,   # compile
+                           tr.config.encoder.window, "on_policy", 1, 0, max_steps=2)
+        res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
+                                 tr.config.encoder.window, "on_policy", 5, 0, max_steps=200)
+        rate = res.env_steps / res.wall_time_s
+        bare = bare_simulator_rate(task_set)
+        rows.append((f"evaluation, {seeds} seed(s) x 5 tasks x 5 episodes (<= 200 steps)",
+                     f"{rate:,.0f} env steps/s = {rate / bare:.0%} of the bare simulator "
+                     f"({bare:,.0f} mj_step x frame_skip /s, measured next; target >= 70%)"))
+    tmp.cleanup()
     rows.append(("peak host memory (max RSS)",
                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"))
     for path in sorted(glob.glob(f"runs/{task_set.name}/*/mini-*/results.json")):

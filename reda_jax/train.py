@@ -36,6 +36,7 @@ from reda_jax.eval import protocols
 from reda_jax.methods import Method, make_method, task_features
 from reda_jax.metrics_log import STAGES, MetricsLog
 from reda_jax.run_info import write_json_atomic
+from reda_jax.sharding import shard_seeds
 
 SCANNED = ("encoder/", "adversary/", "meta/", "generative/")
 EMBEDDING_WINDOWS = 200  # context windows per task and seed in embeddings.npz
@@ -143,9 +144,11 @@ def per_seed(metrics: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def seed_keys(seed: int, num_seeds: int, stage: int) -> jax.Array:
+    """(S,) keys of a stage; split over devices along the seed axis when there are
+    several (`reda_jax.sharding`), so every state made from them is too."""
     base = jax.random.key(seed)
-    return jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, s), stage))(
-        jnp.arange(num_seeds))
+    return shard_seeds(jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, s),
+                                                             stage))(jnp.arange(num_seeds)))
 
 
 def epoch_keys(stage_keys: jax.Array, epoch: int) -> jax.Array:
@@ -351,6 +354,7 @@ class Trainer:
         state = jax.jit(jax.vmap(m.init_stage1, in_axes=(0, None)))(keys, self.stage1_data)
         store = _StageCheckpoints(self.workdir, "dynamics", self.config.checkpoint_interval_s)
         state, epoch, done = store.restore(state)
+        state = shard_seeds(state, self.num_seeds)
         desc = "stage 1: dynamics" if m.stage1 == "dynamics" else "stage 1: generative model"
         bar = self._bar(m.stage1_epochs, epoch, desc)
         converged = jax.jit(jax.vmap(m.stage1_converged))
@@ -375,6 +379,7 @@ class Trainer:
         store = _StageCheckpoints(self.workdir, "representation",
                                   self.config.checkpoint_interval_s)
         state, epoch, done = store.restore(state)
+        state = shard_seeds(state, self.num_seeds)
         bar = self._bar(m.representation_epochs, epoch, "stage 2: representation")
         acc_keys = seed_keys(self.config.seed, self.num_seeds, 4)
         final_encoder = not self._trains_encoder_in_meta()
@@ -437,6 +442,7 @@ class Trainer:
         state = jax.jit(jax.vmap(m.init_meta))(keys)
         store = _StageCheckpoints(self.workdir, "meta_policy", self.config.checkpoint_interval_s)
         state, epoch, done = store.restore(state)
+        state = shard_seeds(state, self.num_seeds)
         _truncate_jsonl(self.workdir / "eval_history.jsonl", epoch)
         bar = self._bar(m.meta_epochs, epoch, "stage 3: meta-policy")
         t0, t_eval = time.time(), 0.0

@@ -1,0 +1,187 @@
+"""Flag-free pieces shared by experiments/benchmark.py and experiments/device_check.py:
+synthetic data of a task set's shapes, the SAC timing setup, each ReDA stage's compiled
+epoch (`stage_programs`), the matmul peak, and the interleaved, ceiling-checked timing of
+them all (`measure_stages`)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reda_jax import perf
+from reda_jax.types import Transitions
+
+
+def _batch(key, obs_dim, act_dim, lead=()):
+    k = jax.random.split(key, 3)
+    shp = lead + (256,)
+    return Transitions(jax.random.normal(k[0], shp + (obs_dim,)),
+                       jnp.tanh(jax.random.normal(k[1], shp + (act_dim,))), jnp.ones(shp),
+                       jax.random.normal(k[2], shp + (obs_dim,)), jnp.zeros(shp), jnp.zeros(shp))
+
+
+def _setup(sac, n_tasks, obs_dim, act_dim):
+    """(state, update, batch) for one task (n_tasks=0) or n_tasks vmapped tasks."""
+    if not n_tasks:
+        return sac.init(jax.random.key(0)), sac.update, _batch(jax.random.key(2), obs_dim, act_dim)
+    state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), n_tasks))
+    return state, jax.vmap(sac.update), _batch(jax.random.key(2), obs_dim, act_dim, (n_tasks,))
+
+
+def _scanned(update, n_tasks):
+    def run(state, batch, keys):
+        def body(s, k):
+            if n_tasks:
+                k = jax.random.split(k, n_tasks)
+            s, m = update(s, batch, k)
+            return s, m["critic_loss"]
+        return jax.lax.scan(body, state, keys)
+    return jax.jit(run)
+
+
+def synthetic_data(task_set, n: int, seed: int = 0) -> dict:
+    """Random transitions of the task set's shapes (timing does not depend on values)."""
+    rng = np.random.default_rng(seed)
+    ds, da = task_set.obs_dim, task_set.act_dim
+    obs = rng.normal(size=(n, ds)).astype(np.float32)
+    obs[:, 0] = 1.25  # Hopper: healthy height, so rollouts stay alive
+    obs[:, 1] = 0.0
+    done = np.zeros(n, np.float32)
+    done[999::1000] = 1.0
+    return dict(observations=obs, actions=rng.uniform(-1, 1, (n, da)).astype(np.float32),
+                rewards=rng.normal(size=n).astype(np.float32),
+                next_observations=obs + 0.01 * rng.normal(size=(n, ds)).astype(np.float32),
+                terminals=np.zeros(n, np.float32), truncations=done)
+
+
+@dataclasses.dataclass
+class StageProgram:
+    """One stage's jitted, vmapped epoch ready to time.
+
+    fn: the compiled epoch (state donated); args(state) -> its arguments; state: the
+    current (seed-stacked) state, replaced by each call's output; updates: gradient steps
+    per epoch and seed (None: not one figure); flops: matmul FLOPs of one call, all seeds
+    (`reda_jax.perf.matmul_flops`); compile_s: lowering + XLA compile time."""
+
+    name: str
+    seeds: int
+    fn: Any
+    args: Callable[[Any], tuple]
+    state: Any
+    updates: int | None
+    flops: float
+    compile_s: float = 0.0
+
+    def __call__(self):
+        out = self.fn(*self.args(self.state))
+        self.state = out[0]
+        return out
+
+
+def stage_programs(task_set, config, data, workdir: str) -> tuple[list[StageProgram], Any]:
+    """The three ReDA stages' epochs of `config` (compiled, with initial states) and the
+    Trainer that made them (for evaluation). Seeds: config.num_seeds."""
+    from reda_jax.train import Trainer, epoch_keys, seed_keys
+
+    seeds = config.num_seeds
+    os.makedirs(workdir, exist_ok=True)
+    tr = Trainer(config, data, workdir, show_progress=False)
+    r = tr.method
+    k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
+    models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, tr.stage1_data)
+    rep = jax.jit(jax.vmap(r.init_representation))(k2)
+    meta = jax.jit(jax.vmap(r.init_meta))(k3)
+    specs = [
+        ("dynamics epoch", tr._stage1_epoch, jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
+         lambda s: (s, tr.stage1_data, epoch_keys(k1, 1)), models, tr.reda_steps["dynamics"]),
+        ("representation epoch", tr._rep_epoch,
+         jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)),
+         lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None),
+        ("meta-policy epoch", tr._meta_epoch, jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)),
+         lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
+         config.meta.updates_per_epoch),
+    ]
+    out = []
+    for name, jitted, plain, args, state, updates in specs:
+        flops = perf.matmul_flops(plain, *args(state))
+        t = time.perf_counter()
+        compiled = jitted.lower(*args(state)).compile()
+        compile_s = time.perf_counter() - t
+        prog = StageProgram(name, seeds, compiled, args, jax.tree.map(jnp.copy, state),
+                            updates, flops, compile_s)
+        jax.block_until_ready(prog())   # warm-up call
+        out.append(prog)
+    return out, tr
+
+
+def peak_program(size: int = 2048):
+    """(call, flops): a jitted size x size f32 matmul, the practical peak."""
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    b = jax.random.normal(jax.random.key(1), (size, size))
+    dot = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
+    jax.block_until_ready(dot(a, b))
+    return (lambda: dot(a, b)), 2.0 * size ** 3
+
+
+def synthetic_train_data(task_set, train_rows: int, test_rows: int):
+    """TrainData of random transitions with the task set's shapes."""
+    from reda_jax.train import make_train_data
+    names = [t.name for t in task_set.train_tasks]
+    train = {n: synthetic_data(task_set, train_rows, i) for i, n in enumerate(names)}
+    test = {t.name: synthetic_data(task_set, test_rows, 10 + i)
+            for i, t in enumerate(task_set.all_tasks)}
+    return make_train_data(task_set, train, test)
+
+
+def measure_stages(programs: list[StageProgram], repeats: int, peak_size: int = 2048
+                   ) -> tuple[list[dict], dict]:
+    """Times the matmul peak and every program interleaved, `repeats` rounds; returns
+    per-program rows and the peak's row (median / min / max seconds and FLOP/s), refusing
+    any rate above the machine's theoretical ceiling."""
+    ceiling, how = perf.machine_ceiling()
+    peak_call, peak_flops = peak_program(peak_size)
+    fns = {"peak": peak_call, **{f"{p.name}|{p.seeds}": p for p in programs}}
+    times = perf.interleaved(fns, repeats)
+
+    def row(flops, ts, what):
+        med, lo, hi = perf.spread(ts)
+        perf.checked_rate(flops, lo, ceiling, what)   # the fastest repetition too
+        return {"s_median": med, "s_min": lo, "s_max": hi, "flops": flops,
+                "gflops_median": flops / med / 1e9, "gflops_min": flops / hi / 1e9,
+                "gflops_max": flops / lo / 1e9}
+
+    peak = {"what": f"jnp.dot {peak_size}x{peak_size} f32", "ceiling_gflops": ceiling / 1e9,
+            "ceiling_how": how, **row(peak_flops, times["peak"], "matmul peak")}
+    rows = []
+    for p in programs:
+        r = row(p.flops, times[f"{p.name}|{p.seeds}"], f"{p.name}, {p.seeds} seed(s)")
+        r.update(stage=p.name, seeds=p.seeds, compile_s=p.compile_s, updates=p.updates,
+                 of_peak=r["gflops_median"] / peak["gflops_median"],
+                 seed_updates_per_s=(p.updates * p.seeds / r["s_median"]) if p.updates else None)
+        rows.append(r)
+    return rows, peak
+
+
+def format_stage_rows(rows: list[dict], peak: dict) -> list[tuple[str, str]]:
+    """Report lines: ceiling, peak, every stage (median [min-max]), compile times."""
+    out = [("theoretical ceiling", peak["ceiling_how"]),
+           (f"{peak['what']} (practical peak)",
+            f"{peak['gflops_median']:,.1f} GFLOP/s [{peak['gflops_min']:,.1f}-"
+            f"{peak['gflops_max']:,.1f}] = {peak['gflops_median'] / peak['ceiling_gflops']:.0%}"
+            " of the ceiling")]
+    for r in rows:
+        ups = (f", {r['seed_updates_per_s']:,.1f} seed-updates/s" if r["seed_updates_per_s"]
+               else "")
+        out.append((f"{r['stage']}, {r['seeds']} seed(s)",
+                    f"{r['s_median']:.3f} s [{r['s_min']:.3f}-{r['s_max']:.3f}]{ups}, "
+                    f"{r['flops'] / 1e9:,.1f} GFLOP/epoch, {r['gflops_median']:,.1f} GFLOP/s "
+                    f"[{r['gflops_min']:,.1f}-{r['gflops_max']:,.1f}] = {r['of_peak']:.0%} of "
+                    "peak"))
+    out.append(("compile (held apart)", ", ".join(f"{r['stage'].split()[0]} x{r['seeds']}: "
+                                                  f"{r['compile_s']:.1f} s" for r in rows)))
+    return out
