@@ -274,3 +274,20 @@ def test_independent_context_windows_carry_no_copy_of_the_transition(source):
 def test_context_source_is_checked():
     with pytest.raises(ValueError, match="context_source"):
         MetaPolicyConfig(context_source="window")
+
+
+def test_sac_bc_without_context_equals_sac_bc_on_the_bare_states():
+    # z of size 0 (a context-free SAC+BC) must train exactly like SAC+BC on s alone.
+    cfg = MetaPolicyConfig(sac=SMALL)
+    learner = meta_lib.make_meta_learner(cfg, DS, DA, 2, K, 0, meta_lib.no_context,
+                                         reward_range=(-1.0, 2.0))
+    state = learner.init(jax.random.key(2))
+    batch = _windows(jax.random.key(3))
+    new, _ = learner.update(state, {}, batch, jax.random.key(4))
+    sac = make_sac(cfg.sac, DS, DA, q_weight=cfg.q_weight, bc_weight=cfg.bc_weight,
+                   actor_entropy=cfg.actor_entropy, target_bounds=(-100.0, 200.0))
+    features, z = meta_lib.window_features(meta_lib.no_context, {}, {}, batch)
+    assert z.shape == (64, 0) and features.observations.shape == (64, DS)
+    ref, _ = sac.update(state.policy, features, jax.random.key(4))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+                 new.policy, ref)

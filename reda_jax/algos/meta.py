@@ -103,8 +103,9 @@ def window_features(encode: EncodeFn, frozen, trainable, batch,
         next_mask = jnp.concatenate([mask[:, :, 1:], jnp.ones_like(mask[:, :, :1])], 2)
         z_next = jax.lax.stop_gradient(encode(frozen, trainable, next_token, next_tokens,
                                               next_mask))
-    last = lambda x: x[:, :, -1].reshape((-1,) + x.shape[3:])
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    n = batch.rewards.shape[0] * batch.rewards.shape[1]     # T*P, explicit: z may be (T, P, 0)
+    last = lambda x: x[:, :, -1].reshape((n,) + x.shape[3:])
+    flat = lambda x: x.reshape((n,) + x.shape[2:])
     z = flat(z)
     return Transitions(
         observations=jnp.concatenate([last(batch.observations), z], -1),
