@@ -135,27 +135,11 @@ def behavior_return(workdir: Path, preset: str, collect_seed: int, checkpoint: i
     """Task-1 return of the D1_train behavior checkpoint's deterministic policy under the
     methods' evaluation (the same episodes and reset seeds, `train_config`'s EvalConfig):
     the reference the 0.9x bar compares with on the very initial states the methods meet."""
-    from reda_jax.algos.sac import make_sac
-    from reda_jax.checkpoint import Checkpointer
-    from reda_jax.eval import protocols
-    import jax
-    task_set = get_task_set(TASK_SET)
-    task1 = task_set.all_tasks[0]
-    config = collect_config(preset, collect_seed)
-    sac = make_sac(config.sac, task_set.obs_dim, task_set.act_dim)
-    members = len(task_set.all_tasks)
-    like = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), members)).actor_params
-    params, _ = Checkpointer(workdir / "data" / "checkpoints" / "policies", max_to_keep=None
-                             ).restore(checkpoint, like)
-    params = jax.tree.map(lambda x: x[:1], params)                # member 0 = task 1, S = 1
-    act = jax.jit(jax.vmap(jax.vmap(lambda p, q: sac.act(p, q[:task_set.obs_dim], None,
-                                                           deterministic=True),
-                                    in_axes=(None, 0))))
-    ecfg = train_config("bc", preset, 1).eval
-    result = protocols.evaluate([task1], lambda p, q, c, m: act(p, q), params, 1, 1,
-                                "on_policy", ecfg.num_episodes, ecfg.seed,
-                                max_steps=ecfg.max_steps)
-    return float(result.returns.mean())
+    from reda_jax.eval.behavior import behavior_returns
+    returns = behavior_returns(workdir / "data", collect_config(preset, collect_seed),
+                               get_task_set(TASK_SET).all_tasks, checkpoint,
+                               train_config("bc", preset, 1).eval, which=[0])
+    return float(returns.mean())
 
 
 def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, train: dict,

@@ -1,0 +1,47 @@
+"""The behavior policies of a training checkpoint group under the methods' evaluation: each
+checkpoint's deterministic policy on its own task, rolled out on the episodes (reset seeds)
+`experiments.train` evaluates a meta-policy on. The reference for the sanity rows (issue 9:
+`oracle` should at least match the behavior policies on the training tasks).
+
+  python -m experiments.behavior_returns --task_set=hopper-gravity --preset=mini --checkpoints=1
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from absl import app, flags
+
+from reda_jax import configs
+from reda_jax.envs.tasks import TASK_SETS, get_task_set
+from reda_jax.eval.behavior import behavior_returns
+
+_TASK_SET = flags.DEFINE_enum("task_set", "hopper-gravity", sorted(TASK_SETS), "Task set.")
+_PRESET = flags.DEFINE_enum("preset", "mini", list(configs.PRESETS), "Size preset.")
+_CHECKPOINTS = flags.DEFINE_enum("checkpoints", "1", ["1", "3", "5"],
+                                 "Training checkpoint group (its size).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Collection directory; default runs/data/<preset>/<task_set>.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    task_set = get_task_set(_TASK_SET.value)
+    collect = configs.collect_preset(_PRESET.value, _TASK_SET.value)
+    evaluation = configs.train_preset(_PRESET.value, _TASK_SET.value).eval
+    group = next(g for g in collect.checkpoint_groups if len(g) == int(_CHECKPOINTS.value))
+    data_dir = _DATA_DIR.value or f"runs/data/{_PRESET.value}/{_TASK_SET.value}"
+    train = [i for i, t in enumerate(task_set.all_tasks) if t in task_set.train_tasks]
+    out = {}
+    for k in group:
+        r = behavior_returns(data_dir, collect, task_set.all_tasks, k, evaluation, which=train)
+        out[k] = {task_set.all_tasks[i].name: float(r[j].mean()) for j, i in enumerate(train)}
+        out[k]["mean"] = float(np.mean(r))
+    print(json.dumps({"task_set": _TASK_SET.value, "preset": _PRESET.value,
+                      "episodes": evaluation.num_episodes, "eval_seed": evaluation.seed,
+                      "checkpoints": out}, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)
