@@ -133,11 +133,10 @@ def make_plots(runs_dir: str | Path, out_dir: str | Path | None = None,
                echo=print) -> list[Path]:
     runs_dir = Path(runs_dir)
     out = Path(out_dir) if out_dir else runs_dir / "plots"
-    if not runs_dir.is_dir():
-        raise InputError(f"--runs: {runs_dir} is not an existing directory")
     runs = find_runs(runs_dir)
     if not runs:
-        raise InputError(f"--runs: no results.json under {runs_dir} (none readable)")
+        raise InputError(f"--runs: no results.json under {runs_dir}" + (
+            "" if Path(runs_dir).is_dir() else " (no such directory)"))
     written: list[Path] = []
     for (ts, k), gs in by_setting(group_runs(runs), methods, task_sets).items():
         setting = _setting_label(ts, k)

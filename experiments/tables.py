@@ -492,11 +492,10 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None,
         warnings.append(msg)
         print(f"warning: {msg}", file=sys.stderr)
 
-    if not Path(runs_dir).is_dir():
-        raise InputError(f"--runs: {runs_dir} is not an existing directory")
     runs = find_runs(runs_dir, warn)
     if not runs:
-        raise InputError(f"--runs: no results.json under {runs_dir} (none readable)")
+        raise InputError(f"--runs: no results.json under {runs_dir}" + (
+            "" if Path(runs_dir).is_dir() else " (no such directory)"))
     groups = group_runs(runs, warn)
     tables = build_tables(groups)
     md = "\n".join([f"## Results of {len(runs)} runs under {runs_dir} vs. the ReDA paper", ""]

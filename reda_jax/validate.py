@@ -114,11 +114,11 @@ def bad_input_types() -> tuple[type[BaseException], ...]:
     return (InputError, DatasetError, app.UsageError)
 
 
-def guarded(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
+def guarded(main: Callable[..., object]) -> Callable[..., object]:
     """`main` with bad inputs reported as one line and exit code 2."""
-    def wrapped(argv):
+    def wrapped(*args, **kwargs):
         try:
-            return main(argv)
+            return main(*args, **kwargs)
         except bad_input_types() as e:
             fail(one_line(e))
     wrapped.__doc__ = main.__doc__

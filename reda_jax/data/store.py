@@ -423,7 +423,6 @@ def load_dataset(root: str | Path, dataset_id: str, expect: Mapping[str, Any] | 
     files and the flat cache stay the same data). DatasetNotFound if there is no dataset.
     """
     path, marker = _check_complete(root, dataset_id)
-    check_digests(path, marker)
     cache = path / CACHE_FILE
     if not cache.is_file():
         _fail(cache, "missing flat cache file")
@@ -438,6 +437,7 @@ def load_dataset(root: str | Path, dataset_id: str, expect: Mapping[str, Any] | 
     meta = _read_sidecar(path)
     _validate_metadata(meta, arrays, path / METADATA_FILE)
     check_expected(meta, expect, path / METADATA_FILE)
+    check_digests(path, marker)   # after the content checks, whose messages say more
     return arrays, meta
 
 
