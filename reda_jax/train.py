@@ -239,13 +239,23 @@ class _StageCheckpoints:
                          f"({_first_line(e)}); trying an older one")
                 continue
             if problems:
-                self.log(f"resuming stage {self.stage!r} from the older checkpoint {step}")
+                self.log(f"resuming stage {self.stage!r} from the older checkpoint {step}; "
+                         "the unreadable newer ones are removed")
+                self._remove_after(step)
             return jax.tree.map(jnp.asarray, tree), step, bool(meta.get("done", False))
         if problems:
             raise InputError(f"{self.dir}: no checkpoint of stage {self.stage!r} can be "
                              f"restored ({'; '.join(problems)}); delete {self.dir} to redo "
                              "the stage")
         return like, 0, False
+
+    def _remove_after(self, step: int) -> None:
+        """Deletes the step directories after `step` (unreadable; saves would collide)."""
+        for p in self.dir.iterdir():
+            if p.is_dir() and p.name.isdigit() and int(p.name) > step:
+                shutil.rmtree(p)
+        self.ckpt.close()
+        self.ckpt = Checkpointer(self.dir, max_to_keep=CHECKPOINTS_KEPT)
 
     def maybe_save(self, epoch: int, tree, done: bool, force: bool = False) -> None:
         if force or done or time.time() - self.last >= self.interval_s:

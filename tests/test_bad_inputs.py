@@ -43,16 +43,19 @@ def smoke_dir(tmp_path_factory):
     return d
 
 
+ALGO = "bc"   # the cheapest method: stage 3 only; the run-directory logic is the same
+
+
 @pytest.fixture(scope="session")
 def finished_run(smoke_dir, tmp_path_factory):
-    """(workdir, results, metrics.csv text) of an uninterrupted smoke ReDA run."""
+    """(workdir, results, metrics.csv text) of an uninterrupted smoke run."""
     w = tmp_path_factory.mktemp("bad_inputs_run") / "run"
     results = _run(smoke_dir, w)
     return w, results, (w / "metrics.csv").read_text()
 
 
 def _run(data_dir, workdir, config=None, logs=None, **kw):
-    config = config or build_config(TS, "smoke", 1)
+    config = config or build_config(TS, "smoke", 1, algo=ALGO)
     train, test = load_or_collect(TS, "smoke", 1, str(data_dir))
     check_run_checkpoints(Path(workdir), config)   # as experiments.train.run_training
     prepare_run_dir(workdir, {"train": configs.to_dict(config), "data_dir": str(data_dir)})
@@ -311,27 +314,36 @@ def test_missing_dataset_on_a_read_only_store_names_both(capsys, tmp_path):
 
 # ------------------------------------------------------------------------ run directories
 
-def test_checkpoints_of_another_config_are_refused_without_config_json(
-        capsys, finished_run, tmp_path):
-    w = _copy_run(finished_run, tmp_path)
-    (w / "config.json").unlink()
+def test_checkpoints_of_another_config_are_refused_without_config_json(capsys, tmp_path):
+    """A finished ReDA run whose config.json is gone, run again as w/o TC: refused by the
+    config its checkpoints record (only their metadata is read, so no training here)."""
+    from reda_jax.checkpoint import Checkpointer
+    w = tmp_path / "run"
+    reda = configs.to_dict(build_config(TS, "smoke", 1))
+    for stage, epoch in (("dynamics", 3), ("representation", 2), ("meta_policy", 2)):
+        Checkpointer(w / "checkpoints" / stage, max_to_keep=2).save(
+            epoch, {"x": np.zeros(2, np.float32)}, {"done": True, "epoch": epoch,
+                                                     "config": reda})
+    (w / "results.json").write_text(json.dumps({"method": "reda"}))
     wo_tc = build_config(TS, "smoke", 1, ablation="wo_tc")
     line = _exit(capsys, lambda: train_app.run_training(wo_tc, str(w), str(tmp_path / "d"),
                                                         show_progress=False))
     assert "made under another config" in line and "representation.lambda2" in line
-    # Nothing relabelled: results.json is the ReDA one; config.json was not recreated, so
-    # the original command still resumes.
+    assert "checkpoints/representation" in line
+    # Nothing relabelled, nothing collected; config.json was not recreated, so the
+    # original command still resumes.
     assert json.loads((w / "results.json").read_text())["method"] == "reda"
-    assert not (w / "config.json").exists()
+    assert not (w / "config.json").exists() and not (tmp_path / "d").exists()
 
 
 def test_another_config_in_the_same_workdir_names_the_fields(capsys, finished_run, tmp_path,
                                                              smoke_dir):
     w = _copy_run(finished_run, tmp_path)
-    other = build_config(TS, "smoke", 1, lambda1=0.5)
+    other = build_config(TS, "smoke", 1, algo=ALGO, num_seeds=3)
     line = _exit(capsys, lambda: train_app.run_training(other, str(w), str(smoke_dir),
                                                         show_progress=False))
-    assert "representation.lambda1" in line or "different config" in line
+    assert "made under another config (fields ['num_seeds'])" in line
+    assert (w / "results.json").read_text() == (finished_run[0] / "results.json").read_text()
 
 
 def _same_results(a, b):
@@ -369,8 +381,6 @@ RECOVER_CASES = {
     "half-written orbax checkpoint": (lambda w: shutil.copytree(
         _newest(w / "checkpoints" / "meta_policy"),
         w / "checkpoints" / "meta_policy" / "3.orbax-checkpoint-tmp-1"), None),
-    "finished run with a corrupt dynamics checkpoint": (
-        lambda w: [_corrupt_files(p) for p in (w / "checkpoints" / "dynamics").iterdir()], None),
     "metrics.csv deleted": (lambda w: (w / "metrics.csv").unlink(), "metrics.csv lacks"),
 }
 
