@@ -6,7 +6,8 @@
 smoke run are made with that code first (~2 min on 2 CPU cores), then each case copies
 them, breaks something, and runs one app as a subprocess. Outcomes of a case that must
 fail: clean (non-zero exit, no traceback, the problem on one line), traceback (a traceback
-whose last line names the problem), cryptic (any other failure), silent (exit code 0).
+whose last line names the problem), help dump (absl's usage text with the problem on its
+last line), cryptic (any other failure), silent (exit code 0).
 Cases marked `recover` must succeed with the right result: recovered, or silent (wrong
 result) / stuck (failed).
 """
@@ -82,6 +83,8 @@ def classify(rc, out, err, expect, keyword, check):
         return "clean"
     if "Traceback" in text and lines and keyword.lower() in lines[-1].lower():
         return "traceback"
+    if "Traceback" not in text and lines and keyword.lower() in lines[-1].lower():
+        return "help dump"   # absl's usage text, the problem on its last line
     return "cryptic"
 
 
@@ -261,7 +264,7 @@ def main():
     counts: dict[str, int] = {}
     print("| case | outcome | exit | first line of stderr |\n|---|---|---|---|")
     for name, args, setup, expect, keyword, check in cases:
-        if a.only and a.only not in name:
+        if a.only and not any(o in name for o in a.only.split(",")):
             continue
         c = scratch / "cases" / name.replace(" ", "_").replace("/", "_")
         shutil.rmtree(c, ignore_errors=True)
@@ -278,7 +281,8 @@ def main():
             outcome = "silent"
         counts[outcome] = counts.get(outcome, 0) + 1
         lines = [l for l in err.strip().splitlines() if l.strip()]
-        first = (lines[-1] if "Traceback" in err else lines[0]) if lines else ""
+        first = (lines[-1] if "Traceback" in err or outcome == "help dump" else lines[0]) \
+            if lines else ""
         print(f"| {name} | {outcome} | {rc} | {first[:150].replace('|', '/')} |", flush=True)
         shutil.rmtree(c, ignore_errors=True)
     print("\ncounts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
