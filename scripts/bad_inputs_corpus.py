@@ -165,7 +165,7 @@ def main():
     flag("sweep --parallel=0", sweep("--mode=local", "--parallel=0"), "parallel")
     flag("sweep --checkpoints=2", sweep("--checkpoints=2"), "checkpoints")
     flag("sweep --num_models=0", sweep("--num_models=0"), "num_models")
-    flag("sweep --methods= (empty)", sweep("--methods="), "methods")
+    flag("sweep --methods=foo", sweep("--methods=foo"), "methods")
     flag("tables --runs missing", lambda c: ["-m", "experiments.tables",
                                              "--runs=/nonexistent/runs"], "runs")
     flag("plots --runs missing", lambda c: ["-m", "experiments.plots",
