@@ -205,7 +205,7 @@ class _StageCheckpoints:
         if saved is not None and self.config is not None:
             diff = config_diff(saved, self.config, self.stage)
             if diff:
-                raise InputError(f"{self.dir / str(step)} was made under another config "
+                raise InputError(f"{self.dir / str(step)} was made under a different config "
                                  f"(fields {diff}); use the flags that made it, another "
                                  f"--workdir, or delete {self.dir.parent.parent}")
         return meta

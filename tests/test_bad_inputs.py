@@ -328,7 +328,7 @@ def test_checkpoints_of_another_config_are_refused_without_config_json(capsys, t
     wo_tc = build_config(TS, "smoke", 1, ablation="wo_tc")
     line = _exit(capsys, lambda: train_app.run_training(wo_tc, str(w), str(tmp_path / "d"),
                                                         show_progress=False))
-    assert "made under another config" in line and "representation.lambda2" in line
+    assert "made under a different config" in line and "representation.lambda2" in line
     assert "checkpoints/representation" in line
     # Nothing relabelled, nothing collected; config.json was not recreated, so the
     # original command still resumes.
@@ -342,7 +342,7 @@ def test_another_config_in_the_same_workdir_names_the_fields(capsys, finished_ru
     other = build_config(TS, "smoke", 1, algo=ALGO, num_seeds=3)
     line = _exit(capsys, lambda: train_app.run_training(other, str(w), str(smoke_dir),
                                                         show_progress=False))
-    assert "made under another config (fields ['num_seeds'])" in line
+    assert "made under a different config (fields ['num_seeds'])" in line
     assert (w / "results.json").read_text() == (finished_run[0] / "results.json").read_text()
 
 
