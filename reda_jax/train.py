@@ -444,7 +444,7 @@ class Trainer:
         if not done:
             for later in STAGES[STAGES.index(stage) + 1:]:
                 d = self.workdir / "checkpoints" / later
-                if d.exists():
+                if d.is_dir() and any(p.name[:1].isdigit() for p in d.iterdir()):
                     self.log(f"warning: stage {stage!r} resumes at epoch {epoch}, so the "
                              f"checkpoints of the later stage {later!r} are dropped")
                     shutil.rmtree(d)
@@ -595,6 +595,7 @@ class Trainer:
         t0 = time.time()
         stage1 = self.train_stage1 if m.stage1 is not None else None
         rep_done = (m.init_representation is not None
+                    and (self.workdir / "checkpoints" / "representation").is_dir()
                     and self._store("representation").done())
         if stage1 is not None and not rep_done:  # a finished stage 2 no longer needs it
             stage1 = stage1()

@@ -92,7 +92,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--code", required=True)
     ap.add_argument("--scratch", required=True)
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="", help="comma-separated parts of case names")
+    ap.add_argument("--timeout", type=float, default=600,
+                    help="seconds per case; a case still running then counts as accepted")
     a = ap.parse_args()
     code, scratch = Path(a.code).resolve(), Path(a.scratch).resolve()
     sys.path.insert(0, str(code))
@@ -271,7 +273,7 @@ def main():
         c.mkdir(parents=True)
         if setup:
             setup(c)
-        rc, out, err, dt = run(code, args(c))
+        rc, out, err, dt = run(code, args(c), timeout=a.timeout)
         chk = (lambda: check(c)) if check else None
         outcome = classify(rc, out, err, expect, keyword, chk)
         if name.startswith("metrics.csv deleted"):
