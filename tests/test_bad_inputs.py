@@ -257,7 +257,7 @@ def _wider_obs(a):
 
 DATASET_CASES = {
     "another task's directory": (lambda r: (shutil.rmtree(r / TRAIN_ID), shutil.copytree(
-        r / OTHER_ID, r / TRAIN_ID)), "metadata dataset_id="),
+        r / OTHER_ID, r / TRAIN_ID)), "task_name='gravity_x0.8'"),
     "metadata names another task": (lambda r: _edit_meta(r / TRAIN_ID, task_name="gravity_x0.8"),
                                     "metadata task_name='gravity_x0.8'"),
     "metadata names another split": (lambda r: _edit_meta(r / TRAIN_ID, split="test"),

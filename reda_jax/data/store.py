@@ -175,10 +175,11 @@ def _validate_metadata(meta: Any, arrays: Mapping[str, np.ndarray] | None, where
 
 def check_expected(meta: Mapping[str, Any], expect: Mapping[str, Any] | None, where) -> None:
     """The metadata's dataset_id / task_set / task_name / split / group equal `expect`'s."""
-    for k, v in (expect or {}).items():
-        if meta.get(k) != v:
-            _fail(where, f"metadata {k}={meta.get(k)!r} but {v!r} was requested (this "
-                         "directory holds another dataset; re-collect it or fix the path)")
+    differ = [k for k, v in (expect or {}).items() if meta.get(k) != v]
+    if differ:
+        _fail(where, "metadata " + ", ".join(f"{k}={meta.get(k)!r}" for k in differ)
+              + " but " + ", ".join(f"{k}={expect[k]!r}" for k in differ) + " was requested "
+              "(this directory holds another dataset; re-collect it or fix the path)")
 
 
 def file_digest(path: Path) -> dict:
