@@ -218,8 +218,8 @@ def test_app_prints_one_line_and_exits_2(tmp_path, argv, flag):
                        timeout=300, cwd=REPO)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, r.stderr
-    assert len(lines) == 1 and lines[0].startswith(f"error: {flag}") or \
-        lines[0].startswith(f"error: flag {flag}"), r.stderr
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith((f"error: {flag}", f"error: flag {flag}")), r.stderr
     assert r.stdout == "" and "Traceback" not in r.stderr
     assert not (tmp_path / "w").exists()
 
