@@ -165,7 +165,7 @@ def main():
     flag("sweep --num_seeds=0", sweep("--num_seeds=0"), "num_seeds")
     flag("sweep --seeds=x", sweep("--seeds=x"), "seeds")
     flag("sweep --parallel=0", sweep("--mode=local", "--parallel=0"), "parallel")
-    flag("sweep --checkpoints=2", sweep("--checkpoints=2"), "checkpoints")
+    flag("sweep --checkpoints=2", sweep("--checkpoints=2"), "checkpoint")
     flag("sweep --num_models=0", sweep("--num_models=0"), "num_models")
     flag("sweep --methods=foo", sweep("--methods=foo"), "methods")
     flag("tables --runs missing", lambda c: ["-m", "experiments.tables",
