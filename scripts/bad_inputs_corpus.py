@@ -116,8 +116,16 @@ def main():
                 f"--data_dir={d}", f"--workdir={w}", "--noprogress", *extra]
 
     def same_results(w):
+        """The per-seed returns agree to rtol 1e-6 (as the project's resume tests ask: XLA
+        programs compiled in another process may differ in the last bits)."""
         r = json.loads((w / "results.json").read_text())
-        return r["protocols"] == results0["protocols"]
+        try:
+            return all(np.allclose(v["per_seed"], r["protocols"][p]["tasks"][t]["per_seed"],
+                                   rtol=1e-6, atol=0)
+                       for p, s in results0["protocols"].items()
+                       for t, v in s["tasks"].items())
+        except KeyError:
+            return False
 
     cases = []   # (name, app args (fn of case dir), setup, expect, keyword, check)
 
