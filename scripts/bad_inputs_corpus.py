@@ -37,7 +37,8 @@ def run(code, args, timeout=300, cwd=None):
                            timeout=timeout, env=env, cwd=cwd or code)
         return p.returncode, p.stdout, p.stderr, time.time() - t
     except subprocess.TimeoutExpired as e:
-        return None, e.stdout or "", e.stderr or "", time.time() - t
+        text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+        return None, text(e.stdout), text(e.stderr), time.time() - t
 
 
 def refresh_marker(ds_dir: Path) -> None:
@@ -72,6 +73,8 @@ def newest(ckdir: Path) -> Path:
 def classify(rc, out, err, expect, keyword, check):
     text = out + err
     if expect == "recover":
+        if rc is None:
+            return "timeout"
         if rc == 0:
             return "recovered" if check is None or check() else "silent"
         return "stuck"
