@@ -37,7 +37,8 @@ from reda_jax import perf
 from reda_jax.algos.sac import make_sac
 from reda_jax.configs import SACConfig
 from reda_jax.data.collect import make_batched_act
-from reda_jax.envs.tasks import get_task_set, make_env
+from reda_jax.envs.tasks import TASK_SETS, get_task_set, make_env
+from reda_jax.validate import InputError, at_least, choices, run_app
 
 _SECTIONS = flags.DEFINE_list("sections", ["env", "sac", "flops", "acting", "collect", "reda"],
                               "Which sections to run.")
@@ -298,7 +299,17 @@ def bench_reda(task_set) -> None:
     report(rows)
 
 
-def main(_):
+def main(argv):
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    if _TASK_SET.value not in TASK_SETS:
+        raise InputError(f"--task_set: unknown {_TASK_SET.value!r}; valid: "
+                         f"{', '.join(sorted(TASK_SETS))}")
+    at_least("env_steps", _ENV_STEPS.value)
+    at_least("updates", _UPDATES.value)
+    at_least("repeats", _REPEATS.value)
+    at_least("stage_rows", _STAGE_ROWS.value)
+    choices("sections", _SECTIONS.value, ["env", "sac", "flops", "acting", "collect", "reda"])
     task_set = get_task_set(_TASK_SET.value)
     print(f"devices: {jax.devices()}; backend {jax.default_backend()}")
     sections = {"env": lambda: bench_env(task_set), "sac": lambda: bench_sac(task_set),
@@ -311,4 +322,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

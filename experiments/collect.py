@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import collections
 
-from absl import app, flags
+from absl import flags
 
 from reda_jax import configs
 from reda_jax.data.collect import read_returns, run_collection
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.run_info import quiet_logs
+from reda_jax.validate import InputError, at_least, run_app, writable_dir
 
 _TASK_SET = flags.DEFINE_enum("task_set", "inverted-pendulum-gravity", sorted(TASK_SETS),
                               "Task set to collect.")
@@ -49,9 +50,16 @@ def returns_table(workdir: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
+def check_flags(argv: list[str], f=flags.FLAGS) -> None:
+    """Every flag range-checked before any work (InputError naming the flag)."""
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    at_least("seed", f.seed, 0)
+    writable_dir("workdir", f.workdir or default_workdir(f.task_set, f.preset))
+
+
+def main(argv):
+    check_flags(argv)
     quiet_logs()
     workdir = _WORKDIR.value or default_workdir(_TASK_SET.value, _PRESET.value)
     run_collection(_TASK_SET.value, _PRESET.value, workdir, _SEED.value)
@@ -59,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

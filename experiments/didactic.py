@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from reda_jax.didactic import DEFAULT_METHODS, METHODS, behavior_return, behavior_row, \
     didactic_data, draw_figure, figure2_verdict, floor_verdict, format_table, pool, run_method
 from reda_jax.run_info import quiet_logs
+from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 
 _PRESET = flags.DEFINE_enum("preset", "default", ["default", "smoke"],
                             "default: the sizes in reda_jax.didactic; smoke: seconds.")
@@ -34,25 +35,21 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/didactic", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 
 
-def _collect_seeds() -> list[int]:
-    try:
-        seeds = [int(s) for s in _COLLECT_SEEDS.value]
-    except ValueError:
-        raise app.UsageError(f"--collect_seeds must be integers >= 0, got {_COLLECT_SEEDS.value}")
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise app.UsageError(f"--collect_seeds must be distinct integers >= 0, got {seeds}")
+def check_flags(argv: list[str], f=flags.FLAGS) -> list[int]:
+    """Every flag range-checked before any work; returns the collection seeds."""
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    choices("methods", f.methods, METHODS)
+    at_least("num_seeds", f.num_seeds)
+    seeds = ints("collect_seeds", f.collect_seeds, low=0)
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"--collect_seeds: must be distinct integers >= 0, got {seeds}")
+    writable_dir("workdir", f.workdir)
     return seeds
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    bad = [m for m in _METHODS.value if m not in METHODS]
-    if bad or not _METHODS.value:
-        raise app.UsageError(f"--methods: {bad or 'none given'}; valid: {', '.join(METHODS)}")
-    if _NUM_SEEDS.value < 1:
-        raise app.UsageError(f"--num_seeds must be >= 1, got {_NUM_SEEDS.value}")
-    collect_seeds = _collect_seeds()
+    collect_seeds = check_flags(argv)
     quiet_logs()
     root = Path(_WORKDIR.value)
     per_method: dict[str, list[dict]] = {m: [] for m in _METHODS.value}
@@ -82,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

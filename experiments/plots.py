@@ -21,16 +21,18 @@ Needs the `viz` extra (matplotlib, scikit-learn).
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments.tables import DEFAULT_NUM_MODELS, Group, find_runs, group_runs
 from reda_jax import paper_results as paper
 from reda_jax.eval import plots
+from reda_jax.validate import InputError, at_least, run_app, writable_dir
 
 PROTOCOLS = ("on_policy", "off_policy")
 
@@ -133,7 +135,8 @@ def make_plots(runs_dir: str | Path, out_dir: str | Path | None = None,
     out = Path(out_dir) if out_dir else runs_dir / "plots"
     runs = find_runs(runs_dir)
     if not runs:
-        raise FileNotFoundError(f"no results.json under {runs_dir}")
+        raise InputError(f"--runs: no results.json under {runs_dir}" + (
+            "" if Path(runs_dir).is_dir() else " (no such directory)"))
     written: list[Path] = []
     for (ts, k), gs in by_setting(group_runs(runs), methods, task_sets).items():
         setting = _setting_label(ts, k)
@@ -202,17 +205,22 @@ def define_flags() -> None:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     f = flags.FLAGS
+    if not 0 < f.confidence < 1:
+        raise InputError(f"--confidence: must be in (0, 1), got {f.confidence}")
+    if not (math.isfinite(f.perplexity) and f.perplexity > 0):
+        raise InputError(f"--perplexity: must be a finite number > 0, got {f.perplexity}")
+    at_least("tsne_seed_index", f.tsne_seed_index, 0)
+    writable_dir("out", f.out)
     try:
         make_plots(f.runs, f.out, f.methods or None, f.task_sets or None, f.tsne, f.curves,
                    f.perplexity, f.tsne_seed_index, f.confidence)
-    except FileNotFoundError as e:
-        raise app.UsageError(str(e))
     except ImportError as e:
         sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run_app(main)

@@ -20,12 +20,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from reda_jax import configs, didactic
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.metrics_log import read_metrics
 from reda_jax.run_info import prepare_run_dir, quiet_logs
+from reda_jax.validate import InputError, at_least, run_app, writable_dir
 
 VARIANTS = {
     # name: (MetaPolicyConfig fields, SACConfig fields of its learner)
@@ -61,7 +62,12 @@ _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None,
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    at_least("num_seeds", _NUM_SEEDS.value)
+    at_least("num_checkpoints", _NUM_CKPT.value)
+    at_least("collect_seed", _COLLECT_SEED.value, 0)
+    writable_dir("workdir", _WORKDIR.value)
     quiet_logs()
     if _NUM_CKPT.value is not None:
         base = didactic.collect_config
@@ -101,4 +107,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from reda_jax import paper_results as paper
 from reda_jax.configs import DynamicsConfig
+from reda_jax.validate import InputError, run_app, writable_dir
 
 PROTOCOLS = ("on_policy", "off_policy")
 DEFAULT_NUM_MODELS = DynamicsConfig().num_models
@@ -114,9 +115,17 @@ def load_run(results_path: str | Path) -> Run:
                per_seed=per_seed, per_task=per_task, groups=groups, train_config=train)
 
 
-def find_runs(root: str | Path) -> list[Run]:
-    """Every run under `root` (recursively) that has a results.json, in path order."""
-    return [load_run(p) for p in sorted(Path(root).rglob("results.json"))]
+def find_runs(root: str | Path, warn=None) -> list[Run]:
+    """Every run under `root` (recursively) that has a readable results.json, in path
+    order; an unreadable one is skipped with a warning naming it (`warn`, default stderr)."""
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    runs = []
+    for p in sorted(Path(root).rglob("results.json")):
+        try:
+            runs.append(load_run(p))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            warn(f"skipped {p}: unreadable ({type(e).__name__}: {e})")
+    return runs
 
 
 # ----------------------------------------------------------------------------------------
@@ -483,9 +492,10 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None,
         warnings.append(msg)
         print(f"warning: {msg}", file=sys.stderr)
 
-    runs = find_runs(runs_dir)
+    runs = find_runs(runs_dir, warn)
     if not runs:
-        raise FileNotFoundError(f"no results.json under {runs_dir}")
+        raise InputError(f"--runs: no results.json under {runs_dir}" + (
+            "" if Path(runs_dir).is_dir() else " (no such directory)"))
     groups = group_runs(runs, warn)
     tables = build_tables(groups)
     md = "\n".join([f"## Results of {len(runs)} runs under {runs_dir} vs. the ReDA paper", ""]
@@ -524,14 +534,13 @@ def define_flags() -> None:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     f = flags.FLAGS
-    try:
-        make_report(f.runs, f.out, f["format"].value, f.per_task)
-    except FileNotFoundError as e:
-        raise app.UsageError(str(e))
+    writable_dir("out", f.out)
+    make_report(f.runs, f.out, f["format"].value, f.per_task)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run_app(main)

@@ -13,16 +13,16 @@ Start the same command again after a kill: it resumes from the last checkpoint.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from reda_jax import configs
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
 from reda_jax.experiment import ABLATIONS, build_config, load_or_collect, method_name
 from reda_jax.metrics_log import STAGES
 from reda_jax.run_info import prepare_run_dir, quiet_logs
+from reda_jax.validate import InputError, at_least, finite_nonneg, run_app, writable_dir
 
 _TASK_SET = flags.DEFINE_enum("task_set", "inverted-pendulum-gravity", sorted(TASK_SETS),
                               "Task set.")
@@ -52,13 +52,15 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,
                  from_stage: str | None = None, from_workdir: str | None = None,
                  show_progress: bool = True) -> dict:
-    from reda_jax.train import Trainer, make_train_data, results_table, reuse_stages
+    from reda_jax.train import Trainer, check_run_checkpoints, make_train_data, \
+        results_table, reuse_stages
+    check_run_checkpoints(Path(workdir), config)
     train, test = load_or_collect(config.task_set, config.data_preset, config.num_checkpoints,
                                   data_dir)
     run_dir = prepare_run_dir(workdir, {"train": configs.to_dict(config), "data_dir": data_dir})
     if from_stage is not None:
         if from_workdir is None:
-            raise ValueError("--from_stage needs --from_workdir")
+            raise InputError("--from_stage needs --from_workdir")
         reuse_stages(run_dir, Path(from_workdir), from_stage)
     data = make_train_data(get_task_set(config.task_set), train, test)
     results = Trainer(config, data, run_dir, show_progress=show_progress).run()
@@ -75,26 +77,50 @@ def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,
     return results
 
 
-def main(argv):
+def check_flags(argv: list[str], f=flags.FLAGS) -> None:
+    """Every flag range-checked before any work (InputError naming the flag)."""
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    at_least("num_seeds", f.num_seeds)
+    at_least("num_models", f.num_models)
+    at_least("seed", f.seed, 0)
+    finite_nonneg("lambda1", f.lambda1)
+    finite_nonneg("lambda2", f.lambda2)
+    if (f.from_stage is None) != (f.from_workdir is None):
+        raise InputError("--from_stage and --from_workdir go together: give both "
+                         f"(--from_stage one of {', '.join(STAGES[1:])}) or neither")
+    if f.from_stage == STAGES[0]:
+        raise InputError(f"--from_stage: {STAGES[0]!r} reuses nothing; use one of "
+                         f"{', '.join(STAGES[1:])}")
+    writable_dir("workdir", f.workdir)
+    if f.data_dir is not None and Path(f.data_dir).exists() and not Path(f.data_dir).is_dir():
+        raise InputError(f"--data_dir: {f.data_dir} exists and is not a directory")
+    if f.from_workdir is not None:
+        src = Path(f.from_workdir)
+        if not (src / "config.json").is_file():
+            raise InputError(f"--from_workdir: {src} is not a run directory (no config.json)")
+        if f.workdir is not None and src.resolve() == Path(f.workdir).resolve():
+            raise InputError("--from_workdir: must differ from --workdir")
+
+
+def main(argv):
+    check_flags(argv)
     quiet_logs()
-    if _FROM_STAGE.value and not _FROM_WORKDIR.value:
-        sys.exit("--from_stage needs --from_workdir")
     k = int(_CHECKPOINTS.value)
     try:
         config = build_config(_TASK_SET.value, _PRESET.value, k, _ABLATION.value,
                               _NUM_SEEDS.value, _SEED.value, _NUM_MODELS.value, _LAMBDA1.value,
                               _LAMBDA2.value, _ALGO.value)
     except ValueError as e:
-        raise app.UsageError(str(e))
+        raise InputError(str(e))
     method = method_name(_ALGO.value, _ABLATION.value)
     workdir = _WORKDIR.value or (f"runs/{config.task_set}/{method}/"
                                  f"{_PRESET.value}-ckpt{k}-seed{config.seed}")
     data_dir = _DATA_DIR.value or f"runs/data/{config.data_preset}/{config.task_set}"
+    writable_dir("workdir", workdir)
     run_training(config, workdir, data_dir, _FROM_STAGE.value, _FROM_WORKDIR.value,
                  _PROGRESS.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

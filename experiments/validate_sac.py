@@ -18,13 +18,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
 from reda_jax.configs import CollectConfig, SACConfig, to_dict
 from reda_jax.data.collect import BehaviorCollector, read_returns
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.run_info import prepare_run_dir, quiet_logs
+from reda_jax.validate import InputError, at_least, finite_nonneg, run_app, writable_dir
 
 _TASK_SET = flags.DEFINE_string("task_set", "hopper-gravity", "Task set whose env is used.")
 _MULT = flags.DEFINE_float("multiplier", 1.0, "Task multiplier (1.0 = the unmodified env).")
@@ -55,9 +56,17 @@ HPARAMS = {
 }
 
 
-def main(_):
+def main(argv):
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    for name in ("steps", "eval_every", "eval_steps", "num_seeds"):
+        at_least(name, flags.FLAGS[name].value)
+    for name in ("random_steps", "update_after"):
+        at_least(name, flags.FLAGS[name].value, 0)
+    finite_nonneg("init_temperature", _TEMP.value)
     if _STEPS.value % _EVAL_EVERY.value:
-        raise app.UsageError("--steps must be a multiple of --eval_every")
+        raise InputError("--steps: must be a multiple of --eval_every")
+    writable_dir("workdir", _WORKDIR.value)
     task = get_task_set(_TASK_SET.value).task(_MULT.value)
     n_evals = _STEPS.value // _EVAL_EVERY.value
     quiet_logs()
@@ -92,4 +101,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

@@ -12,10 +12,11 @@ import shlex
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from reda_jax.configs import PRESETS
 from reda_jax.envs.tasks import TASK_SETS
+from reda_jax.validate import InputError, choices, run_app, writable_dir
 
 _TASK_SETS = flags.DEFINE_list("task_sets", sorted(TASK_SETS), "Task sets to collect.")
 _PRESET = flags.DEFINE_enum("preset", "mini", list(PRESETS), "Size preset.")
@@ -31,11 +32,13 @@ def commands(task_sets, preset: str, root: str) -> list[list[str]]:
              f"--workdir={root}/{preset}/{t}"] for t in task_sets]
 
 
-def main(_):
-    try:
-        cmds = commands(_TASK_SETS.value, _PRESET.value, _ROOT.value)
-    except ValueError as e:
-        raise app.UsageError(str(e))
+def main(argv):
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    choices("task_sets", _TASK_SETS.value, sorted(TASK_SETS))
+    if not _DRY_RUN.value:
+        writable_dir("root", _ROOT.value)
+    cmds = commands(_TASK_SETS.value, _PRESET.value, _ROOT.value)
     for cmd in cmds:
         print(shlex.join(cmd), flush=True)
         if not _DRY_RUN.value:
@@ -43,4 +46,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

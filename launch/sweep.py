@@ -42,12 +42,13 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 
 from reda_jax import configs
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.experiment import ABLATIONS, method_name
 from reda_jax.paper_results import PAPER_TASK_SETS
+from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 
 DIDACTIC = "inverted-pendulum-gravity"
 """The didactic task set (paper Section 5.1): not in the grid."""
@@ -425,24 +426,46 @@ def define_flags() -> None:
     flags.DEFINE_integer("process_id", None, "multihost: this host's index.")
 
 
-def _ints(values, what) -> list[int]:
-    try:
-        return [int(v) for v in values]
-    except ValueError:
-        raise app.UsageError(f"--{what} takes integers, got {values}")
+def check_flags(argv: list[str], f=flags.FLAGS) -> list[RunSpec]:
+    """Every flag range-checked before any work; returns the grid (InputError naming the
+    flag otherwise)."""
+    if len(argv) > 1:
+        raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    for name in ("task_sets", "ablation_task_sets", "models_task_sets"):
+        choices(name, f[name].value, sorted(TASK_SETS), nonempty=False)
+    choices("methods", f.methods, configs.ALGOS, nonempty=False)
+    choices("ablations", f.ablations, [a for a in ABLATIONS if a != "none"], nonempty=False)
+    checkpoints = ints("checkpoints", f.checkpoints, allowed=(1, 3, 5), nonempty=False)
+    models_checkpoints = ints("models_checkpoints", f.models_checkpoints, allowed=(1, 3, 5),
+                              nonempty=False)
+    num_models = ints("num_models", f.num_models, low=1, nonempty=False)
+    seeds = ints("seeds", f.seeds, low=0)
+    at_least("num_seeds", f.num_seeds)
+    at_least("parallel", f.parallel)
+    at_least("slurm_cpus", f.slurm_cpus)
+    at_least("slurm_gpus", f.slurm_gpus, 0)
+    at_least("slurm_max_concurrent", f.slurm_max_concurrent)
+    at_least("num_processes", f.num_processes)
+    at_least("process_id", f.process_id, 0)
+    if f.mode in ("local", "multihost"):
+        writable_dir("runs_root", f.runs_root)
+    if f.mode == "slurm":
+        writable_dir("out", f.out)
+    if Path(f.data_root).exists() and not Path(f.data_root).is_dir():
+        raise InputError(f"--data_root: {f.data_root} exists and is not a directory")
+    specs = expand_grid(
+        f.task_sets, checkpoints, f.methods, f.ablations, f.ablation_task_sets, num_models,
+        f.models_task_sets, models_checkpoints, seeds, f.preset, f.num_seeds, f.runs_root,
+        f.data_root)
+    if not specs:
+        raise InputError("the grid is empty: give --task_sets, --checkpoints and --methods, "
+                         "or --ablations, or --num_models")
+    return specs
 
 
 def main(argv):
-    del argv
     f = flags.FLAGS
-    try:
-        specs = expand_grid(
-            f.task_sets, _ints(f.checkpoints, "checkpoints"), f.methods, f.ablations,
-            f.ablation_task_sets, _ints(f.num_models, "num_models"), f.models_task_sets,
-            _ints(f.models_checkpoints, "models_checkpoints"), _ints(f.seeds, "seeds"),
-            f.preset, f.num_seeds, f.runs_root, f.data_root)
-    except ValueError as e:
-        raise app.UsageError(str(e))
+    specs = check_flags(argv)
     if f.mode == "list":
         for s in specs:
             print(s.shell())
@@ -465,4 +488,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run_app(main)

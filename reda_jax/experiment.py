@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reda_jax import configs
 from reda_jax.envs.tasks import get_task_set
+from reda_jax.validate import InputError, writable_dir
 
 ABLATIONS = {
     "none": {},
@@ -50,7 +51,7 @@ def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_
     """({train task: arrays}, {task: test arrays}); collects the data first if missing."""
     from reda_jax.data.collect import run_collection
     from reda_jax.data.datasets import load_datasets
-    from reda_jax.data.store import DatasetError
+    from reda_jax.data.store import DatasetNotFound
     task_set = get_task_set(task_set_name)
     collect_config = configs.collect_preset(preset, task_set_name)
     root = Path(data_dir) / "datasets"
@@ -63,7 +64,21 @@ def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_
 
     try:
         return load()
-    except (FileNotFoundError, DatasetError) as e:
-        print(f"datasets not found in {root} ({e}); collecting them first")
-        run_collection(task_set_name, preset, data_dir)
-        return load()
+    except DatasetNotFound as e:
+        cause = e
+    # Only a missing dataset is collected; one that exists but is invalid is an error
+    # (DatasetError naming the file), never silently replaced.
+    if not _can_write(Path(data_dir)):
+        raise InputError(f"--data_dir: datasets missing ({cause}) and {data_dir} is not "
+                         "writable, so they cannot be collected there")
+    print(f"datasets not found in {root} ({cause}); collecting them first")
+    run_collection(task_set_name, preset, data_dir)
+    return load()
+
+
+def _can_write(path: Path) -> bool:
+    try:
+        writable_dir("data_dir", path)
+    except InputError:
+        return False
+    return True

@@ -7,10 +7,13 @@ uninterrupted run's. TensorBoard gets the mean over seeds, tag "<stage>/<metric>
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
 import numpy as np
+
+from reda_jax.validate import InputError
 
 STAGES = ("dynamics", "representation", "meta_policy")
 FIELDS = ("stage", "epoch", "metric", "seed", "value")
@@ -30,12 +33,12 @@ class MetricsLog:
             except ImportError:  # the `viz` extra is optional
                 self._tb = None
 
-    def truncate(self, stage: str, epoch: int) -> None:
-        """Drops rows of `stage` after `epoch` and rows of later stages."""
-        later = set(STAGES[STAGES.index(stage) + 1:])
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if r["stage"] not in later
+    def truncate(self, stage: str, epoch: int, later: bool = True) -> int:
+        """Drops rows of `stage` after `epoch` (and, if `later`, rows of later stages),
+        plus a partial or malformed last line left by a kill; returns the rows dropped."""
+        drop = set(STAGES[STAGES.index(stage) + 1:]) if later else set()
+        rows = read_complete_rows(self.path)
+        keep = [r for r in rows if r["stage"] not in drop
                 and not (r["stage"] == stage and int(r["epoch"]) > epoch)]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as f:
@@ -43,6 +46,12 @@ class MetricsLog:
             w.writeheader()
             w.writerows(keep)
         os.replace(tmp, self.path)
+        return len(rows) - len(keep)
+
+    def last_epoch(self, stage: str) -> int:
+        """The largest epoch of `stage` in the file (0 if none)."""
+        return max((int(r["epoch"]) for r in read_complete_rows(self.path)
+                    if r["stage"] == stage), default=0)
 
     def write(self, stage: str, epoch: int, per_seed: dict[str, np.ndarray]) -> None:
         """per_seed: {metric: (S,) values}."""
@@ -68,6 +77,43 @@ class MetricsLog:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _complete(row: dict) -> bool:
+    if set(row) != set(FIELDS) or row["stage"] not in STAGES or None in row.values():
+        return False
+    try:
+        int(row["epoch"]), int(row["seed"]), float(row["value"])
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def read_complete_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a metrics.csv, without a last line cut short by a kill (no newline, or
+    too few fields); a malformed line before the last raises ValueError naming it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    if not text.endswith("\n"):
+        lines = lines[:-1]   # the last line was cut short
+    lines = [l for l in lines if l]
+    if not lines:
+        return []
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines) + "\n")))
+    if lines[0].split(",") != list(FIELDS):
+        raise InputError(f"{path}: header {lines[0]!r} is not {','.join(FIELDS)}; "
+                         "move the file away to continue the run without its log")
+    out = []
+    for i, r in enumerate(rows):
+        if _complete(r):
+            out.append(r)
+        elif i < len(rows) - 1:
+            raise InputError(f"{path}: malformed line {i + 2} ({','.join(map(str, r.values()))!r}); "
+                             "move the file away to continue the run without its log")
+    return out
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:

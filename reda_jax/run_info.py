@@ -11,6 +11,8 @@ from pathlib import Path
 
 import jax
 
+from reda_jax.validate import InputError
+
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "mujoco", "gymnasium", "orbax-checkpoint",
             "minari", "numpy", "reda-jax")
 
@@ -46,7 +48,7 @@ def write_json_atomic(path: Path, obj) -> None:
 
 def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool = True) -> Path:
     """Creates `workdir`, writes config.json and run_info.json. If a config.json from an
-    earlier run is there and differs, raises ValueError naming the differing fields (a
+    earlier run is there and differs, raises InputError (a ValueError) naming the differing fields (a
     resumed run must use the same config)."""
     workdir = Path(workdir)
     config = json.loads(json.dumps(config, default=str))
@@ -55,7 +57,7 @@ def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool
         old = json.loads(cfg_path.read_text())
         diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
         if diff:
-            raise ValueError(f"{workdir} holds a run with a different config (fields {diff}); "
+            raise InputError(f"{workdir} holds a run with a different config (fields {diff}); "
                              "use another --workdir or delete it")
     write_json_atomic(cfg_path, config)
     write_json_atomic(workdir / "run_info.json", dict(

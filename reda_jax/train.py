@@ -37,6 +37,7 @@ from reda_jax.methods import Method, make_method, task_features
 from reda_jax.metrics_log import STAGES, MetricsLog
 from reda_jax.run_info import write_json_atomic
 from reda_jax.sharding import shard_seeds
+from reda_jax.validate import InputError
 
 SCANNED = ("encoder/", "adversary/", "meta/", "generative/")
 EMBEDDING_WINDOWS = 200  # context windows per task and seed in embeddings.npz
@@ -155,29 +156,130 @@ def epoch_keys(stage_keys: jax.Array, epoch: int) -> jax.Array:
     return jax.vmap(lambda k: jax.random.fold_in(k, epoch))(stage_keys)
 
 
-class _StageCheckpoints:
-    """A stage's orbax checkpoints plus its save cadence."""
+CHECKPOINTS_KEPT = 2  # per stage: the newest, and one to fall back to if it is unreadable
+# Config fields each stage's result depends on (cumulative); meta_policy: all of them.
+STAGE_FIELDS = {"dynamics": ("algo", "task_set", "num_checkpoints", "num_seeds", "seed",
+                             "dynamics", "corro"),
+                "representation": ("algo", "task_set", "num_checkpoints", "num_seeds", "seed",
+                                   "dynamics", "corro", "encoder", "representation", "focal")}
+IGNORED_FIELDS = ("checkpoint_interval_s",)   # do not change what a stage computes
 
-    def __init__(self, workdir: Path, stage: str, interval_s: float):
-        self.ckpt = Checkpointer(workdir / "checkpoints" / stage, max_to_keep=1)
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_diff(saved: Mapping, current: Mapping, stage: str) -> list[str]:
+    """Dotted names of the fields `stage` depends on where two config dicts differ."""
+    keys = STAGE_FIELDS.get(stage) or [k for k in set(saved) | set(current)
+                                       if k not in IGNORED_FIELDS]
+    a, b = _flat({k: saved.get(k) for k in keys}), _flat({k: current.get(k) for k in keys})
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+class _StageCheckpoints:
+    """A stage's orbax checkpoints (the newest CHECKPOINTS_KEPT) plus its save cadence;
+    each checkpoint's metadata holds the config that made it."""
+
+    def __init__(self, workdir: Path, stage: str, interval_s: float,
+                 config: Mapping | None = None, log: Callable[[str], None] = print):
+        """config: `configs.to_dict` of the run's TrainConfig (None: not recorded/checked)."""
+        self.dir = workdir / "checkpoints" / stage
+        self.stage = stage
+        self.ckpt = Checkpointer(self.dir, max_to_keep=CHECKPOINTS_KEPT)
+        self.config = None if config is None else json.loads(json.dumps(config, default=str))
         self.interval_s = interval_s
+        self.log = log
         self.last = time.time()
 
+    def _meta(self, step: int) -> dict:
+        meta = self.ckpt.restore_meta(step)
+        saved = meta.get("config")
+        if saved is not None and self.config is not None:
+            diff = config_diff(saved, self.config, self.stage)
+            if diff:
+                raise InputError(f"{self.dir / str(step)} was made under a different config "
+                                 f"(fields {diff}); use the flags that made it, another "
+                                 f"--workdir, or delete {self.dir.parent.parent}")
+        return meta
+
+    def newest_meta(self) -> tuple[int, dict] | None:
+        """(step, metadata) of the newest checkpoint whose metadata reads, None if none;
+        raises InputError if it was made under another config."""
+        for step in reversed(self.ckpt.all_steps()):
+            try:
+                return step, self._meta(step)
+            except (InputError, KeyboardInterrupt):
+                raise
+            except Exception:
+                continue
+        return None
+
     def restore(self, like) -> tuple[Any, int, bool]:
-        step = self.ckpt.latest_step()
-        if step is None:
-            return like, 0, False
-        tree, meta = self.ckpt.restore(step, like)
-        return jax.tree.map(jnp.asarray, tree), step, bool(meta.get("done", False))
+        """(tree, epoch, done) of the newest checkpoint that restores, falling back to older
+        ones (saying so); (like, 0, False) when there is none."""
+        steps = list(reversed(self.ckpt.all_steps()))
+        problems = []
+        for step in steps:
+            try:
+                meta = self._meta(step)
+                tree, _ = self.ckpt.restore(step, like)
+            except (InputError, KeyboardInterrupt):
+                raise
+            except Exception as e:
+                problems.append(f"step {step}: {_first_line(e)}")
+                self.log(f"warning: checkpoint {self.dir / str(step)} cannot be restored "
+                         f"({_first_line(e)}); trying an older one")
+                continue
+            if problems:
+                self.log(f"resuming stage {self.stage!r} from the older checkpoint {step}; "
+                         "the unreadable newer ones are removed")
+                self._remove_after(step)
+            return jax.tree.map(jnp.asarray, tree), step, bool(meta.get("done", False))
+        if problems:
+            raise InputError(f"{self.dir}: no checkpoint of stage {self.stage!r} can be "
+                             f"restored ({'; '.join(problems)}); delete {self.dir} to redo "
+                             "the stage")
+        return like, 0, False
+
+    def _remove_after(self, step: int) -> None:
+        """Deletes the step directories after `step` (unreadable; saves would collide)."""
+        for p in self.dir.iterdir():
+            if p.is_dir() and p.name.isdigit() and int(p.name) > step:
+                shutil.rmtree(p)
+        self.ckpt.close()
+        self.ckpt = Checkpointer(self.dir, max_to_keep=CHECKPOINTS_KEPT)
 
     def maybe_save(self, epoch: int, tree, done: bool, force: bool = False) -> None:
         if force or done or time.time() - self.last >= self.interval_s:
-            self.ckpt.save(epoch, tree, {"done": done, "epoch": epoch})
+            meta = {"done": done, "epoch": epoch}
+            if self.config is not None:
+                meta["config"] = self.config
+            self.ckpt.save(epoch, tree, meta)
             self.last = time.time()
 
     def done(self) -> bool:
-        step = self.ckpt.latest_step()
-        return step is not None and bool(self.ckpt.restore_meta(step).get("done", False))
+        found = self.newest_meta()
+        return found is not None and bool(found[1].get("done", False))
+
+
+def check_run_checkpoints(workdir: Path, config: configs.TrainConfig) -> None:
+    """Refuses (InputError naming the fields) a run directory whose checkpoints were made
+    under another config, whether or not its config.json is still there."""
+    current = configs.to_dict(config)
+    for stage in STAGES:
+        if (workdir / "checkpoints" / stage).is_dir():
+            _StageCheckpoints(workdir, stage, 0, current).newest_meta()
 
 
 def resume_position(workdir: Path) -> tuple[str, int] | None:
@@ -187,12 +289,11 @@ def resume_position(workdir: Path) -> tuple[str, int] | None:
         d = workdir / "checkpoints" / stage
         if not d.exists():
             break
-        ck = Checkpointer(d)
-        step = ck.latest_step()
-        if step is None:
+        found = _StageCheckpoints(workdir, stage, 0).newest_meta()
+        if found is None:
             break
-        position = (stage, step)
-        if not ck.restore_meta(step).get("done", False):
+        position = (stage, found[0])
+        if not found[1].get("done", False):
             break
     return position
 
@@ -202,30 +303,29 @@ def reuse_stages(workdir: Path, from_workdir: Path, from_stage: str) -> None:
     directory whose config agrees on everything those stages depend on. Stages the other
     run has no checkpoints of (its method has no such stage) are skipped."""
     if from_stage not in STAGES:
-        raise ValueError(f"from_stage must be one of {STAGES}, got {from_stage!r}")
+        raise InputError(f"--from_stage: must be one of {', '.join(STAGES)}, got {from_stage!r}")
     ours = json.loads((workdir / "config.json").read_text())["train"]
     cfg_path = from_workdir / "config.json"
     if not cfg_path.exists():
-        raise FileNotFoundError(f"--from_workdir {from_workdir} has no config.json")
+        raise InputError(f"--from_workdir: {from_workdir} has no config.json")
     theirs = json.loads(cfg_path.read_text())["train"]
-    needs = {"dynamics": ("algo", "task_set", "num_checkpoints", "num_seeds", "seed",
-                          "dynamics", "corro"),
-             "representation": ("encoder", "representation", "focal")}
-    keys: list[str] = []
     for stage in STAGES[:STAGES.index(from_stage)]:
-        keys += needs[stage]
-        differ = [k for k in keys if ours.get(k) != theirs.get(k)]
+        differ = config_diff(theirs, ours, stage)
         if differ:
-            raise ValueError(f"cannot reuse stage {stage!r} of {from_workdir}: config differs "
+            raise InputError(f"cannot reuse stage {stage!r} of {from_workdir}: config differs "
                              f"in {differ}")
         src = from_workdir / "checkpoints" / stage
         dst = workdir / "checkpoints" / stage
         if not src.exists():
             continue
-        if not _StageCheckpoints(from_workdir, stage, 0).done():
-            raise ValueError(f"stage {stage!r} of {from_workdir} has not finished")
+        if not _StageCheckpoints(from_workdir, stage, 0, ours).done():
+            raise InputError(f"cannot reuse stage {stage!r} of {from_workdir}: it has not "
+                             "finished")
         if not dst.exists():
-            shutil.copytree(src, dst)
+            tmp = dst.with_name(dst.name + ".copying")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            os.replace(tmp, dst)
 
 
 class Trainer:
@@ -339,6 +439,26 @@ class Trainer:
                 raise Preempted(f"epoch budget used up at epoch {epoch}; run again to resume")
         store.maybe_save(epoch, tree, done)
 
+    def _store(self, stage: str) -> _StageCheckpoints:
+        return _StageCheckpoints(self.workdir, stage, self.config.checkpoint_interval_s,
+                                 configs.to_dict(self.config), self.log)
+
+    def _cut_logs(self, stage: str, epoch: int, done: bool) -> None:
+        """Cuts metrics.csv back to the restored checkpoint (epoch 0: no checkpoint yet).
+        An unfinished stage makes later stages' rows and checkpoints invalid."""
+        self.metrics.truncate(stage, epoch, later=not done)
+        if not done:
+            for later in STAGES[STAGES.index(stage) + 1:]:
+                d = self.workdir / "checkpoints" / later
+                if d.is_dir() and any(p.name[:1].isdigit() for p in d.iterdir()):
+                    self.log(f"warning: stage {stage!r} resumes at epoch {epoch}, so the "
+                             f"checkpoints of the later stage {later!r} are dropped")
+                    shutil.rmtree(d)
+        have = self.metrics.last_epoch(stage)
+        if have < epoch:
+            self.log(f"warning: {self.metrics.path} lacks stage {stage!r} epochs "
+                     f"{have + 1}-{epoch} (deleted or cut by hand?); they are not logged again")
+
     def _epoch_done(self, stage: str, epoch: int, metrics: dict) -> dict[str, np.ndarray]:
         metrics = jax.device_get(metrics)
         check_finite(stage, epoch, metrics)
@@ -352,9 +472,10 @@ class Trainer:
         m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 1)
         state = jax.jit(jax.vmap(m.init_stage1, in_axes=(0, None)))(keys, self.stage1_data)
-        store = _StageCheckpoints(self.workdir, "dynamics", self.config.checkpoint_interval_s)
+        store = self._store("dynamics")
         state, epoch, done = store.restore(state)
         state = shard_seeds(state, self.num_seeds)
+        self._cut_logs("dynamics", epoch, done)
         desc = "stage 1: dynamics" if m.stage1 == "dynamics" else "stage 1: generative model"
         bar = self._bar(m.stage1_epochs, epoch, desc)
         converged = jax.jit(jax.vmap(m.stage1_converged))
@@ -376,10 +497,12 @@ class Trainer:
         m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 2)
         state = jax.jit(jax.vmap(m.init_representation))(keys)
-        store = _StageCheckpoints(self.workdir, "representation",
-                                  self.config.checkpoint_interval_s)
+        store = self._store("representation")
         state, epoch, done = store.restore(state)
         state = shard_seeds(state, self.num_seeds)
+        self._cut_logs("representation", epoch, done)
+        if not done and callable(stage1_state):
+            stage1_state = stage1_state()
         bar = self._bar(m.representation_epochs, epoch, "stage 2: representation")
         acc_keys = seed_keys(self.config.seed, self.num_seeds, 4)
         final_encoder = not self._trains_encoder_in_meta()
@@ -440,9 +563,10 @@ class Trainer:
         m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 3)
         state = jax.jit(jax.vmap(m.init_meta))(keys)
-        store = _StageCheckpoints(self.workdir, "meta_policy", self.config.checkpoint_interval_s)
+        store = self._store("meta_policy")
         state, epoch, done = store.restore(state)
         state = shard_seeds(state, self.num_seeds)
+        self._cut_logs("meta_policy", epoch, done)
         _truncate_jsonl(self.workdir / "eval_history.jsonl", epoch)
         bar = self._bar(m.meta_epochs, epoch, "stage 3: meta-policy")
         t0, t_eval = time.time(), 0.0
@@ -463,6 +587,11 @@ class Trainer:
         bar.close()
         self.timing["meta_policy_s"] = time.time() - t0 - t_eval
         self.timing["evaluation_s"] = t_eval
+        history = _read_jsonl(self.workdir / "eval_history.jsonl")
+        if not history or history[-1]["epoch"] != epoch:
+            self.log(f"warning: {self.workdir / 'eval_history.jsonl'} lacks the final epoch "
+                     f"{epoch} (deleted or cut?); evaluating the final policy again")
+            self.evaluate(state, frozen, epoch)
         return state
 
     def run(self) -> dict:
@@ -471,10 +600,14 @@ class Trainer:
         m = self.method
         position = resume_position(self.workdir)
         if position is not None:
-            self.metrics.truncate(*position)
             self.log(f"resuming from {position[0]} epoch {position[1]}")
         t0 = time.time()
-        stage1 = self.train_stage1() if m.stage1 is not None else None
+        stage1 = self.train_stage1 if m.stage1 is not None else None
+        rep_done = (m.init_representation is not None
+                    and (self.workdir / "checkpoints" / "representation").is_dir()
+                    and self._store("representation").done())
+        if stage1 is not None and not rep_done:  # a finished stage 2 no longer needs it
+            stage1 = stage1()
         rep = self.train_representation(stage1) if m.init_representation is not None else None
         frozen = m.frozen_params(rep)
         meta_state = self.train_meta(frozen)
@@ -492,8 +625,7 @@ class Trainer:
             np.savez(self.workdir / "embeddings.npz", z=np.asarray(z, np.float32),
                      task_names=np.array([t.name for t in tasks]),
                      train_task=np.array([t.name in train_names for t in tasks]))
-        history = [json.loads(l) for l in open(self.workdir / "eval_history.jsonl")]
-        final = history[-1]
+        final = _read_jsonl(self.workdir / "eval_history.jsonl")[-1]
         cfg = self.config
         results = {
             "algo": cfg.algo, "method": method_label(cfg), "task_set": cfg.task_set,
@@ -545,12 +677,36 @@ def method_data_stats(algo: str, arrays: Sequence[dict]) -> dict:
     return {}
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    """The records of eval_history.jsonl, without a last line cut short by a kill; a
+    malformed line before the last raises InputError naming it."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    if not text.endswith("\n"):
+        lines = lines[:-1]
+    lines = [l for l in lines if l.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            int(rec["epoch"])
+        except (ValueError, KeyError, TypeError):
+            if i == len(lines) - 1:
+                break
+            raise InputError(f"{path}: malformed line {i + 1}; move the file away to let the "
+                             "run evaluate its final policy again") from None
+        out.append(rec)
+    return out
+
+
 def _truncate_jsonl(path: Path, epoch: int) -> None:
     if not path.exists():
         return
-    keep = [l for l in path.read_text().splitlines() if l and json.loads(l)["epoch"] <= epoch]
+    keep = [r for r in _read_jsonl(path) if r["epoch"] <= epoch]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in keep))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
     os.replace(tmp, path)
 
 

@@ -95,8 +95,22 @@ def build_datasets(rollout_dir: str | os.PathLike, root: str | os.PathLike, task
 def load_datasets(root: str | os.PathLike, task_set: TaskSet, num_checkpoints: int, split: str,
                   config: CollectConfig, tasks: Sequence[TaskSpec] | None = None
                   ) -> dict[str, tuple[dict[str, np.ndarray], dict]]:
-    """{task name: (arrays, metadata)} for the given group size and split."""
-    group = find_group(config, num_checkpoints)
-    return {task.name: store.load_dataset(root, store.dataset_id(
-        task_set.name, task.name, group_name(group), split))
-        for task in tasks or task_set.all_tasks}
+    """{task name: (arrays, metadata)} for the given group size and split. Each dataset's
+    metadata must name the requested task set, task, split, group and id, and its
+    dimensions must be the task set's (DatasetError naming the file otherwise)."""
+    group = group_name(find_group(config, num_checkpoints))
+    out = {}
+    for task in tasks or task_set.all_tasks:
+        ds_id = store.dataset_id(task_set.name, task.name, group, split)
+        expect = dict(dataset_id=ds_id, task_set=task_set.name, task_name=task.name,
+                      split=split, group=group)
+        arrays, meta = store.load_dataset(root, ds_id, expect=expect)
+        where = store.dataset_path(root, ds_id) / store.CACHE_FILE
+        for what, dim, want in (("observation", arrays["observations"].shape[1],
+                                 task_set.obs_dim),
+                                ("action", arrays["actions"].shape[1], task_set.act_dim)):
+            if dim != want:
+                raise store.DatasetError(f"{where}: {what} dimension {dim}, but task set "
+                                         f"{task_set.name} has {want}")
+        out[task.name] = (arrays, meta)
+    return out

@@ -19,6 +19,7 @@ An episode ends at a transition whose terminal or truncation is True.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -52,8 +53,16 @@ STORE_KEYS = ("dataset_id", "num_transitions", "num_episodes", "observation_dim"
 _PART_RE = re.compile(r"^[A-Za-z0-9_][-A-Za-z0-9_]*$")
 
 
+ACTION_BOUND = 1.0  # actions are stored in the Box(-1, 1) action space
+EXPECT_KEYS = ("dataset_id", "task_set", "task_name", "split", "group")
+
+
 class DatasetError(ValueError):
     """A dataset on disk (or given to the writer) is missing, incomplete or malformed."""
+
+
+class DatasetNotFound(DatasetError):
+    """The dataset's directory or completion marker is missing (nothing valid there yet)."""
 
 
 # --------------------------------------------------------------------------- ids & paths
@@ -134,6 +143,11 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], where: Path | str) -> None
         if bad.any():
             row = int(np.argmax(bad.reshape(n, -1).any(axis=1)))
             _fail(where, f"'{k}' has a non-finite value at index {row}")
+    outside = np.abs(act) > ACTION_BOUND
+    if outside.any():
+        row = int(np.argmax(outside.any(axis=1)))
+        _fail(where, f"'actions' outside the action space [-{ACTION_BOUND:g}, {ACTION_BOUND:g}] "
+                     f"at index {row} (value {float(act[row][outside[row]][0]):g})")
     done = arrays["terminals"] | arrays["truncations"]
     if not done[-1]:
         _fail(where, f"episode boundary broken: the last transition (index {n - 1}) "
@@ -157,6 +171,49 @@ def _validate_metadata(meta: Any, arrays: Mapping[str, np.ndarray] | None, where
             _fail(where, f"metadata num_transitions={meta['num_transitions']} but arrays hold {n}")
         if meta["observation_dim"] != ds or meta["action_dim"] != arrays["actions"].shape[1]:
             _fail(where, "metadata observation_dim/action_dim disagree with the arrays")
+
+
+def check_expected(meta: Mapping[str, Any], expect: Mapping[str, Any] | None, where) -> None:
+    """The metadata's dataset_id / task_set / task_name / split / group equal `expect`'s."""
+    differ = [k for k, v in (expect or {}).items() if meta.get(k) != v]
+    if differ:
+        _fail(where, "metadata " + ", ".join(f"{k}={meta.get(k)!r}" for k in differ)
+              + " but " + ", ".join(f"{k}={expect[k]!r}" for k in differ) + " was requested "
+              "(this directory holds another dataset; re-collect it or fix the path)")
+
+
+def file_digest(path: Path) -> dict:
+    """{"size": bytes, "sha256": hex} of a file (recorded in COMPLETE, checked at load)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+DIGESTED = (f"{MINARI_DIR}/main_data.hdf5", CACHE_FILE, METADATA_FILE)
+
+
+def check_digests(path: Path, marker: dict, names=DIGESTED) -> None:
+    """Each file's size and sha256 equal those COMPLETE recorded at write (older markers
+    without "files" are not checked)."""
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not files:
+        return
+    for name in names:
+        if name not in files:
+            continue
+        f = path / name
+        if not f.is_file():
+            _fail(f, "file missing (it was written with the dataset)")
+        if f.stat().st_size != files[name]["size"]:
+            _fail(f, f"size {f.stat().st_size} bytes differs from the {files[name]['size']} "
+                     "recorded at write: the file was modified or truncated; re-collect")
+        if file_digest(f)["sha256"] != files[name]["sha256"]:
+            _fail(f, "checksum differs from the one recorded at write: the file was "
+                     "modified; re-collect")
 
 
 def _to_jsonable(x):
@@ -310,7 +367,9 @@ def write_dataset(root: str | Path, dataset_id: str, transitions: Mapping[str, n
             f.flush()
             os.fsync(f.fileno())
         _fsync_write(tmp / METADATA_FILE, json.dumps(meta, indent=1, sort_keys=True))
-        _fsync_write(tmp / MARKER_FILE, json.dumps({"num_transitions": int(n)}))
+        digests = {name: file_digest(tmp / name) for name in DIGESTED}
+        _fsync_write(tmp / MARKER_FILE, json.dumps({"num_transitions": int(n),
+                                                    "files": digests}))
         _fsync_dir(tmp)
         if final.exists():
             os.replace(final, old)
@@ -327,14 +386,19 @@ def write_dataset(root: str | Path, dataset_id: str, transitions: Mapping[str, n
 
 # --------------------------------------------------------------------------- reading
 
-def _check_complete(root: str | Path, dataset_id: str) -> Path:
+def _check_complete(root: str | Path, dataset_id: str) -> tuple[Path, dict]:
+    """(directory, parsed COMPLETE marker); DatasetNotFound if either is missing."""
     path = dataset_path(root, dataset_id)
     if not path.is_dir():
-        _fail(path, f"dataset '{dataset_id}' not found (no directory)")
-    if not (path / MARKER_FILE).is_file():
-        _fail(path / MARKER_FILE, "dataset is incomplete: no completion marker "
-                                  "(a write was interrupted or is in progress)")
-    return path
+        raise DatasetNotFound(f"{path}: dataset '{dataset_id}' not found (no directory)")
+    marker = path / MARKER_FILE
+    if not marker.is_file():
+        raise DatasetNotFound(f"{marker}: dataset is incomplete: no completion marker "
+                              "(a write was interrupted or is in progress)")
+    try:
+        return path, json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        _fail(marker, f"unreadable completion marker ({e})")
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -347,16 +411,19 @@ def _read_sidecar(path: Path) -> dict:
         _fail(f, f"unreadable metadata JSON ({e})")
 
 
-def load_dataset(root: str | Path, dataset_id: str) -> tuple[dict[str, np.ndarray], dict]:
+def load_dataset(root: str | Path, dataset_id: str, expect: Mapping[str, Any] | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict]:
     """Loads the flat cache (fast path) and validates it.
 
     Returns (arrays, metadata): arrays as in the module docstring (numpy, float32 / bool),
     metadata the caller's dict plus STORE_KEYS. Raises DatasetError naming the file and
     the problem for a missing or incomplete dataset, missing file or array, wrong dtype or
     shape, non-finite value (field and first bad index), broken episode boundary, or
-    missing metadata keys.
+    missing metadata keys, metadata other than `expect` ({key: value} of EXPECT_KEYS), a
+    file whose size or checksum differs from the one recorded at write (so the Minari
+    files and the flat cache stay the same data). DatasetNotFound if there is no dataset.
     """
-    path = _check_complete(root, dataset_id)
+    path, marker = _check_complete(root, dataset_id)
     cache = path / CACHE_FILE
     if not cache.is_file():
         _fail(cache, "missing flat cache file")
@@ -370,6 +437,8 @@ def load_dataset(root: str | Path, dataset_id: str) -> tuple[dict[str, np.ndarra
     validate_arrays(arrays, cache)
     meta = _read_sidecar(path)
     _validate_metadata(meta, arrays, path / METADATA_FILE)
+    check_expected(meta, expect, path / METADATA_FILE)
+    check_digests(path, marker)   # after the content checks, whose messages say more
     return arrays, meta
 
 
@@ -381,7 +450,7 @@ def load_dataset_minari(root: str | Path, dataset_id: str) -> tuple[dict[str, np
     """
     import minari
 
-    path = _check_complete(root, dataset_id)
+    path, _ = _check_complete(root, dataset_id)
     data_dir = path / MINARI_DIR
     if not (data_dir / "main_data.hdf5").is_file():
         _fail(data_dir / "main_data.hdf5", "missing Minari data file")

@@ -98,12 +98,16 @@ def mean_interval(per_seed, confidence: float = 0.95):
 
 def load_history(path: str | Path) -> list[dict]:
     """eval_history.jsonl: one {"epoch", "on_policy", "off_policy"} record per evaluation;
-    for an epoch evaluated twice (a resumed run) the last record counts."""
+    for an epoch evaluated twice (a resumed run) the last record counts; a malformed line
+    (e.g. one being written) is skipped."""
     by_epoch = {}
     for line in Path(path).read_text().splitlines():
         if line.strip():
-            rec = json.loads(line)
-            by_epoch[int(rec["epoch"])] = rec
+            try:
+                rec = json.loads(line)
+                by_epoch[int(rec["epoch"])] = rec
+            except (ValueError, KeyError, TypeError):
+                continue
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
