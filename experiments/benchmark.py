@@ -31,12 +31,11 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from experiments.harness import _batch, _scanned, _setup, format_stage_rows, \
+from experiments.harness import _batch, _scanned, _setup, acting_rate, format_stage_rows, \
     measure_stages, peak_program, stage_programs, synthetic_train_data
 from reda_jax import perf
 from reda_jax.algos.sac import make_sac
 from reda_jax.configs import SACConfig
-from reda_jax.data.collect import make_batched_act
 from reda_jax.envs.tasks import TASK_SETS, get_task_set, make_env
 from reda_jax.validate import InputError, at_least, choices, run_app
 
@@ -187,25 +186,10 @@ def bench_flops(task_set) -> None:
 def bench_acting(task_set) -> None:
     print(f"[acting] collection loop without updates: {len(task_set.all_tasks)} tasks, one "
           f"batched policy call per step + host simulators")
-    sac = make_sac(SACConfig(), task_set.obs_dim, task_set.act_dim)
     m = len(task_set.all_tasks)
-    params = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), m)).actor_params
-    act = jax.jit(make_batched_act(sac), static_argnums=3)
-    envs = [make_env(t) for t in task_set.all_tasks]
-    obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)]).astype(np.float32)
-    key = jax.random.key(0)
-    steps = _ENV_STEPS.value // m
-    act(params, obs, key, False)
-    t = time.perf_counter()
-    for _ in range(steps):
-        a, key = act(params, obs, key, False)
-        a = np.asarray(a)
-        for i, e in enumerate(envs):
-            o, _, term, trunc, _ = e.step(a[i])
-            obs[i] = e.reset()[0] if term or trunc else o
-    dt = time.perf_counter() - t
-    report([("batched steps/s (all tasks at once)", f"{steps / dt:,.0f}"),
-            ("env steps/s (summed over tasks)", f"{steps * m / dt:,.0f}")])
+    rate = acting_rate(task_set, _ENV_STEPS.value // m)
+    report([("batched steps/s (all tasks at once)", f"{rate:,.0f}"),
+            ("env steps/s (summed over tasks)", f"{rate * m:,.0f}")])
 
 
 def bench_collect() -> None:

@@ -109,30 +109,6 @@ def _sac_rate(sizes: Sizes, task_set, tasks: int) -> dict:
             "compile_s": compile_s, "tasks": tasks}
 
 
-def _acting_rate(task_set, steps: int) -> float:
-    """Batched env steps/s of the collection loop (one policy call per step, host sims)."""
-    from reda_jax.algos.sac import make_sac
-    from reda_jax.configs import SACConfig
-    from reda_jax.data.collect import make_batched_act
-    from reda_jax.envs.tasks import make_env
-    sac = make_sac(SACConfig(), task_set.obs_dim, task_set.act_dim)
-    m = len(task_set.all_tasks)
-    params = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), m)).actor_params
-    act = jax.jit(make_batched_act(sac), static_argnums=3)
-    envs = [make_env(t) for t in task_set.all_tasks]
-    obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)]).astype(np.float32)
-    key = jax.random.key(0)
-    act(params, obs, key, False)
-    t = time.perf_counter()
-    for _ in range(steps):
-        a, key = act(params, obs, key, False)
-        a = np.asarray(a)
-        for i, e in enumerate(envs):
-            o, _, term, trunc, _ = e.step(a[i])
-            obs[i] = e.reset()[0] if term or trunc else o
-    return steps / (time.perf_counter() - t)
-
-
 def project(sizes: Sizes, task_set, stage_rows: list[dict], sac: dict | None,
             acting_steps_per_s: float | None, eval_steps_per_s: float | None) -> dict:
     """Projected seconds of the preset for one task set and 5 seeds, stage by stage, from
@@ -300,7 +276,8 @@ def run_check(sizes: Sizes, task_set_name: str, out_dir: str, budget_s: float) -
         skipped.append("behavior SAC")
     acting = eval_row = None
     if left() > 0.25 * budget_s:
-        acting = _acting_rate(task_set, 50 if sizes.preset == "smoke" else 500)
+        from experiments.harness import acting_rate
+        acting = acting_rate(task_set, 50 if sizes.preset == "smoke" else 500)
         from reda_jax.eval import protocols
         seeds = max(trainers)
         tr, progs = trainers[seeds]

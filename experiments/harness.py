@@ -185,3 +185,28 @@ def format_stage_rows(rows: list[dict], peak: dict) -> list[tuple[str, str]]:
     out.append(("compile (held apart)", ", ".join(f"{r['stage'].split()[0]} x{r['seeds']}: "
                                                   f"{r['compile_s']:.1f} s" for r in rows)))
     return out
+
+
+def acting_rate(task_set, steps: int) -> float:
+    """Batched steps/s of the collection loop without updates: one jitted policy call per
+    step for all tasks, then each task's host simulator (all tasks step once per batch)."""
+    from reda_jax.algos.sac import make_sac
+    from reda_jax.configs import SACConfig
+    from reda_jax.data.collect import make_batched_act
+    from reda_jax.envs.tasks import make_env
+    sac = make_sac(SACConfig(), task_set.obs_dim, task_set.act_dim)
+    m = len(task_set.all_tasks)
+    params = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), m)).actor_params
+    act = jax.jit(make_batched_act(sac), static_argnums=3)
+    envs = [make_env(t) for t in task_set.all_tasks]
+    obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+    key = jax.random.key(0)
+    act(params, obs, key, False)                                   # compile outside the timing
+    t = time.perf_counter()
+    for _ in range(steps):
+        a, key = act(params, obs, key, False)
+        a = np.asarray(a)
+        for i, e in enumerate(envs):
+            o, _, term, trunc, _ = e.step(a[i])
+            obs[i] = e.reset()[0] if term or trunc else o
+    return steps / (time.perf_counter() - t)

@@ -24,8 +24,9 @@ def behavior_returns(collect_dir: str | os.PathLike, config: CollectConfig,
     is rolled out on members[i] with `evaluate`'s reset seeds for task index j (its position
     in `which`, default every member), as a meta-policy evaluated on those tasks would be."""
     which = list(range(len(members)) if which is None else which)
-    obs_dim = int(np.prod(members[0].make_env().observation_space.shape))
-    act_dim = int(np.prod(members[0].make_env().action_space.shape))
+    env = members[0].make_env()
+    obs_dim = int(np.prod(env.observation_space.shape))
+    act_dim = int(np.prod(env.action_space.shape))
     sac = make_sac(config.sac, obs_dim, act_dim)
     like = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), len(members))).actor_params
     path = os.path.join(os.fspath(collect_dir), "checkpoints", "policies")
