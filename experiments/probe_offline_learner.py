@@ -46,6 +46,11 @@ VARIANTS = {
                            dict(backup_entropy=False)),
     "default": ({}, {}),
     "independent": (dict(context_source="independent"), {}),
+    "window": (dict(acting_query="window"), {}),
+    "independent_window": (dict(context_source="independent", acting_query="window"), {}),
+    "independent_q0": (dict(context_source="independent", q_weight=0.0), {}),
+    "independent_window_q0": (dict(context_source="independent", acting_query="window",
+                                   q_weight=0.0), {}),
 }
 
 _ALGO = flags.DEFINE_enum("algo", "oracle", list(didactic.METHODS), "Method.")

@@ -6,7 +6,8 @@ so they can be closed over by jitted factories; `to_dict` gives the JSON saved i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import json
+from typing import Any, Mapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +259,12 @@ class MetaPolicyConfig:
     at the transition: its query is (s_t, a_{t-1}); the reference code's chunks) or
     'independent' (another window of the same task drawn independently, z' = z, as FOCAL
     samples its context; z then carries only what all of the task's windows share)."""
+    acting_query: str = "current"
+    """The encoder's query when the policy acts: 'current' (the agent's current token
+    (s_t, a_{t-1}); in the off-policy protocol it is not part of the fixed context window)
+    or 'window' (the context window's newest token, as in every window the encoder and
+    stage 3 train on; z is then a function of the window alone). Encoders that ignore the
+    query (FOCAL, CORRO) are unaffected; on-policy both coincide."""
     num_epochs: int = 1000
     """Epochs (paper B.5: 1000)."""
     updates_per_epoch: int = 1000
@@ -269,9 +276,13 @@ class MetaPolicyConfig:
         if self.context_source not in CONTEXT_SOURCES:
             raise ValueError(f"context_source must be one of {CONTEXT_SOURCES}, got "
                              f"{self.context_source!r}")
+        if self.acting_query not in ACTING_QUERIES:
+            raise ValueError(f"acting_query must be one of {ACTING_QUERIES}, got "
+                             f"{self.acting_query!r}")
 
 
 CONTEXT_SOURCES = ("transition", "independent")
+ACTING_QUERIES = ("current", "window")
 
 ALGOS = ("reda", "om_sac", "om_bc", "focal", "corro", "prompt_dt", "bc", "oracle")
 """Methods; `bc` (behavior cloning without context) and `oracle` (stage 3's learner given the
@@ -515,3 +526,39 @@ def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> Tr
 def to_dict(config: Any) -> dict:
     """A JSON-able dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {'dotted.key': leaf value}."""
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def _field_defaults() -> dict[str, Any]:
+    """{'meta.acting_query': 'current', ...}: the JSON form of every field's default in
+    TrainConfig and CollectConfig, by dotted path within them."""
+    out = {}
+    for cls in (TrainConfig, CollectConfig):
+        out.update(flatten(json.loads(json.dumps(to_dict(cls()), default=str))))
+    return out
+
+
+def differing_fields(saved: Mapping, current: Mapping) -> list[str]:
+    """Dotted names where two (nested, JSON-form) config dicts differ. A field that `saved`
+    lacks is no difference when its current value is its default: the field was added to
+    the code after the run was made, and its default keeps what the code did before (the
+    rule every new field follows), so old runs stay resumable."""
+    a, b = flatten(dict(saved)), flatten(dict(current))
+    defaults = _field_defaults()
+
+    def added_at_default(key: str) -> bool:
+        parts = key.split(".")
+        return any(".".join(parts[i:]) in defaults
+                   and defaults[".".join(parts[i:])] == b[key] for i in range(len(parts)))
+
+    return sorted(k for k in set(a) | set(b)
+                  if a.get(k) != b.get(k) and not (k not in a and added_at_default(k)))

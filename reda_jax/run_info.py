@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jax
 
+from reda_jax.configs import differing_fields
 from reda_jax.validate import InputError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "mujoco", "gymnasium", "orbax-checkpoint",
@@ -55,7 +56,7 @@ def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool
     cfg_path = workdir / "config.json"
     if resume_check and cfg_path.exists():
         old = json.loads(cfg_path.read_text())
-        diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        diff = differing_fields(old, config)
         if diff:
             raise InputError(f"{workdir} holds a run with a different config (fields {diff}); "
                              "use another --workdir or delete it")

@@ -165,21 +165,13 @@ STAGE_FIELDS = {"dynamics": ("algo", "task_set", "num_checkpoints", "num_seeds",
 IGNORED_FIELDS = ("checkpoint_interval_s",)   # do not change what a stage computes
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def config_diff(saved: Mapping, current: Mapping, stage: str) -> list[str]:
-    """Dotted names of the fields `stage` depends on where two config dicts differ."""
+    """Dotted names of the fields `stage` depends on where two config dicts differ
+    (`configs.differing_fields`)."""
     keys = STAGE_FIELDS.get(stage) or [k for k in set(saved) | set(current)
                                        if k not in IGNORED_FIELDS]
-    a, b = _flat({k: saved.get(k) for k in keys}), _flat({k: current.get(k) for k in keys})
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return configs.differing_fields({k: saved.get(k) for k in keys if k in saved},
+                                    {k: current.get(k) for k in keys if k in current})
 
 
 def _first_line(e: BaseException) -> str:

@@ -274,6 +274,30 @@ def test_independent_context_windows_carry_no_copy_of_the_transition(source):
 def test_context_source_is_checked():
     with pytest.raises(ValueError, match="context_source"):
         MetaPolicyConfig(context_source="window")
+    with pytest.raises(ValueError, match="acting_query"):
+        MetaPolicyConfig(acting_query="newest")
+
+
+@pytest.mark.parametrize("acting_query", ["current", "window"])
+def test_acting_query_decides_what_the_encoder_reads(acting_query):
+    # An encoder that returns its query's previous action: with 'window' z comes from the
+    # context's newest token (as in every training window), with 'current' from the agent's
+    # own token, which an off-policy context does not contain.
+    query_prev_action = lambda f, t, query, tok, m: query[..., DS:]
+    cfg = MetaPolicyConfig(sac=SMALL, acting_query=acting_query)
+    learner = meta_lib.make_meta_learner(cfg, DS, DA, 2, K, DA, query_prev_action,
+                                         objective="bc", reward_range=(-1.0, 1.0))
+    params = learner.init(jax.random.key(0)).policy.actor_params
+    batch = _windows(jax.random.key(1))
+    context = jnp.concatenate([batch.observations, batch.prev_actions], -1)   # (2, 32, K, D)
+    query = context[:, :, 0]                          # the agent's token: not the newest one
+    a = learner.act(params, {}, {}, query, context, batch.mask)
+    z = context[:, :, -1, DS:] if acting_query == "window" else query[..., DS:]
+    expected = jnp.tanh(meta_lib.TanhGaussianActor(SMALL.hidden_dims, DA, SMALL.log_std_min,
+                                                   SMALL.log_std_max).apply(
+        params, jnp.concatenate([query[..., :DS], z], -1))[0])
+    np.testing.assert_allclose(np.asarray(a), np.asarray(expected), rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(context[:, :, -1, DS:] - query[..., DS:]).max()) > 0.1
 
 
 def test_sac_bc_without_context_equals_sac_bc_on_the_bare_states():

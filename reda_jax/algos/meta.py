@@ -231,7 +231,8 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
 
     def act(actor_params, frozen, trainable, query, context, mask, task=None) -> jax.Array:
         if task_features is None:
-            z = encode(frozen, trainable, query, context, mask)
+            z = encode(frozen, trainable, query if config.acting_query == "current"
+                       else context[..., -1, :], context, mask)
         elif task is None:
             raise ValueError("an oracle meta-policy acts on the true task's features: pass task")
         else:
