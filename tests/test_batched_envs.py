@@ -114,6 +114,8 @@ def test_bad_inputs():
     hopper = CASES["hopper"]
     with pytest.raises(ValueError, match="one family"):
         BatchedEnvs([hopper[0], CASES["walker2d"][0]], [0, 1])
+    with pytest.raises(ValueError, match="one family"):
+        BatchedEnvs([CASES["ant"][0], CASES["ant-with-forces"][0]], [0, 1])
     with pytest.raises(ValueError, match="no rules for 'Swimmer-v5'"):
         BatchedEnvs([TaskSpec("Swimmer-v5", "gravity", 1.0)], [0])
     with pytest.raises(ValueError, match="index the 2 tasks"):
@@ -128,3 +130,6 @@ def test_bad_inputs():
         sim.step([0, 1], np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match=r"in \[0, 2\)"):
         sim.step([0, 2], np.zeros((2, 3), np.float32))
+    # An empty step is allowed (every env finished) and changes nothing.
+    obs, rew, term, trunc = sim.step([], np.zeros((0, 3), np.float32))
+    assert obs.shape == (0, 11) and rew.shape == term.shape == trunc.shape == (0,)

@@ -199,27 +199,26 @@ class BatchedEnvs:
         if env_tasks.min() < 0 or env_tasks.max() >= len(tasks):
             raise ValueError(f"env_tasks must index the {len(tasks)} tasks, got values in "
                              f"[{env_tasks.min()}, {env_tasks.max()}]")
-        self._task_envs = [make_env(task) for task in tasks]  # models + reset oracles
+        families = {(task.env_id, task.env_kwargs) for task in tasks}
+        if len(families) > 1:
+            raise ValueError(f"BatchedEnvs steps tasks of one family (env id and env_kwargs) "
+                             f"together, got {sorted(families)}")
+        # One gymnasium env per task: its model (the task applied) and its reset. The tasks
+        # differ only in model parameters, so the first env's rules, dt, frame skip and
+        # action wrappers hold for all.
+        self._task_envs = [make_env(task) for task in tasks]
         first = self._task_envs[0]
         self.obs_dim = int(np.prod(first.observation_space.shape))
         self.act_dim = int(np.prod(first.action_space.shape))
-        ids = {task.env_id for task in tasks}
-        if len(ids) > 1:
-            raise ValueError(f"BatchedEnvs steps tasks of one family together, got {sorted(ids)}")
         family = FAMILIES[tasks[0].env_id]
         self._family = family
-        units = [e.unwrapped for e in self._task_envs]
-        self._obs_fns, self._step_fns = zip(*(family.rules(u) for u in units))
-        self._dt = [float(u.dt) for u in units]
-        self._frame_skip = [int(u.frame_skip) for u in units]
-        self._models = [u.model for u in units]
+        unwrapped = first.unwrapped
+        self._obs_fn, self._step_fn = family.rules(unwrapped)
+        self._dt = float(unwrapped.dt)
+        self._frame_skip = int(unwrapped.frame_skip)
+        self._models = [e.unwrapped.model for e in self._task_envs]
         self._transforms = _action_transforms(first)
-        for e, task in zip(self._task_envs, tasks):
-            if len(_action_transforms(e)) != len(self._transforms):
-                raise ValueError(f"task {task.name!r} has other action wrappers than the "
-                                 "first task")
-        main_body = getattr(units[0], "_main_body", 1)
-        self._body = [int(m.body(main_body).id) for m in self._models] \
+        self._body = int(unwrapped.model.body(getattr(unwrapped, "_main_body", 1)).id) \
             if family.forward_body == "main_body" else None
         limit = first.spec.max_episode_steps if first.spec is not None else None
         self.max_episode_steps = None if limit is None else int(limit)
@@ -247,7 +246,7 @@ class BatchedEnvs:
             self._qpos[i] = d.qpos
             self._qvel[i] = d.qvel
             if self._body is not None:
-                self._x[i] = d.xpos[self._body[self.env_tasks[i]], 0]
+                self._x[i] = d.xpos[self._body, 0]
             elif self._family.forward_body == "qpos":
                 self._x[i] = d.qpos[0]
             if self._cfrc is not None:
@@ -272,15 +271,7 @@ class BatchedEnvs:
             mujoco.mj_copyData(self._data[i], self._models[t], oracle.unwrapped.data)
         self._elapsed[idx] = 0
         self._read(idx)
-        obs = np.zeros((len(idx), self.obs_dim))
-        for t, rows in self._by_task(idx):
-            obs[rows] = self._obs_fns[t](self._physics(idx[rows], None))
-        return obs
-
-    def _by_task(self, idx: np.ndarray):
-        tasks = self.env_tasks[idx]
-        for t in np.unique(tasks):
-            yield t, np.flatnonzero(tasks == t)
+        return self._obs_fn(self._physics(idx, None))
 
     def step(self, idx, actions):
         """One env step of envs idx with actions (n, act_dim) in the task's action space
@@ -290,6 +281,9 @@ class BatchedEnvs:
         if actions.shape != (len(idx), self.act_dim):
             raise ValueError(f"actions must be (n, act_dim) = {(len(idx), self.act_dim)}, got "
                              f"{actions.shape}")
+        if not len(idx):
+            return (np.zeros((0, self.obs_dim)), np.zeros(0), np.zeros(0, bool),
+                    np.zeros(0, bool))
         for f in self._transforms:
             actions = f(actions)
         x_before = self._x[idx]
@@ -300,24 +294,19 @@ class BatchedEnvs:
             t = tasks[i]
             d = data[i]
             d.ctrl[:] = actions[j]
-            mujoco.mj_step(models[t], d, nstep=fs[t])
+            mujoco.mj_step(models[t], d, nstep=fs)
             qpos[i] = d.qpos
             qvel[i] = d.qvel
             if x_from_qpos:
                 x[i] = qpos[i, 0]
             elif body is not None:
-                x[i] = d.xpos[body[t], 0]
+                x[i] = d.xpos[body, 0]
             if cfrc is not None:
                 mujoco.mj_rnePostConstraint(models[t], d)
                 cfrc[i] = d.cfrc_ext
         self._elapsed[idx] += 1
-        obs = np.zeros((len(idx), self.obs_dim))
-        reward = np.zeros(len(idx))
-        terminated = np.zeros(len(idx), bool)
-        for t, rows in self._by_task(idx):
-            phys = self._physics(idx[rows], x_before[rows])
-            obs[rows], reward[rows], terminated[rows] = self._step_fns[t](
-                phys, actions[rows], self._dt[t])
+        obs, reward, terminated = self._step_fn(self._physics(idx, x_before), actions,
+                                                self._dt)
         limit = self.max_episode_steps
         truncated = (self._elapsed[idx] >= limit) if limit is not None \
             else np.zeros(len(idx), bool)
