@@ -249,7 +249,8 @@ def evaluation_row(task_set, tr, meta, rep, episodes: int = 5, max_steps: int = 
             f"{np.median(rates):,.0f} env steps/s = {np.median(ratios):.0%} "
             f"[{ratios.min():.0%}-{ratios.max():.0%}] of the bare simulator "
             f"({np.median(bares):,.0f} mj_step x frame_skip /s, measured after each round; "
-            f"target >= 70%); {res.env_steps:,} steps per round, mean episode "
+            f"target >= 70%); best round / best bare {max(rates) / max(bares):.0%}; "
+            f"{res.env_steps:,} steps per round, mean episode "
             f"{res.lengths.mean():.0f} steps")
 
 

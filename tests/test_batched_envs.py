@@ -78,8 +78,8 @@ def test_steps_equal_gymnasium_exactly(family):
 
 
 def test_time_limit_truncates_at_1000_steps_exactly():
-    """HalfCheetah never terminates: every env is truncated at step 1000, not 999 or 1001
-    (all envs step every time here: rng draws < 0.8 are filtered, so use full batches)."""
+    """HalfCheetah never terminates: both envs (stepped together every time) are truncated
+    at step 1000, not 999 or 1001; a reset restarts the count."""
     tasks = CASES["halfcheetah"]
     sim = BatchedEnvs(tasks, [0, 1])
     assert sim.max_episode_steps == 1000
@@ -89,7 +89,6 @@ def test_time_limit_truncates_at_1000_steps_exactly():
         _, _, term, trunc = sim.step([0, 1], a)
         assert not term.any()
         assert trunc.all() == (step == 1000) and trunc.any() == (step == 1000)
-    # A reset starts the count again; an env that did not step keeps its own count.
     sim.reset([0], [3])
     assert not sim.step([0], a[:1])[3].any()
 

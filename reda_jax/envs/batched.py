@@ -31,7 +31,6 @@ Public API::
         .reset(idx, seeds) -> obs (n, obs_dim) float64
         .step(idx, actions (n, act_dim)) -> (obs (n, obs_dim) float64, reward (n,) float64,
                                              terminated (n,) bool, truncated (n,) bool)
-        .close()
 """
 from __future__ import annotations
 
@@ -311,7 +310,3 @@ class BatchedEnvs:
         truncated = (self._elapsed[idx] >= limit) if limit is not None \
             else np.zeros(len(idx), bool)
         return obs, reward, terminated, truncated
-
-    def close(self) -> None:
-        for e in self._task_envs:
-            e.close()
