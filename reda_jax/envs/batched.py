@@ -205,6 +205,7 @@ class BatchedEnvs:
         # One gymnasium env per task: its model (the task applied) and its reset. The tasks
         # differ only in model parameters, so the first env's rules, dt, frame skip and
         # action wrappers hold for all.
+        self.tasks = tuple(tasks)
         self._task_envs = [make_env(task) for task in tasks]
         first = self._task_envs[0]
         self.obs_dim = int(np.prod(first.observation_space.shape))

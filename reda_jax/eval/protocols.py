@@ -158,13 +158,12 @@ def _off_policy_contexts(tasks: Sequence[TaskSpec], context_data: Mapping[str, A
     return jnp.concatenate(tokens, axis=1), jnp.concatenate(masks, axis=1)
 
 
-@functools.lru_cache(maxsize=2)
-def _simulators(tasks: tuple[TaskSpec, ...], num_seeds: int, num_episodes: int) -> BatchedEnvs:
-    """The S*T*E simulators of evaluate (env i = s*M + t*E + e runs task t), kept for the
-    next call with the same tasks and sizes: allocating an MjData costs ~1 ms (Hopper's
-    13 MB arena), as much as ~15 env steps, and a training run evaluates the same set again
-    and again. Safe because every evaluate resets every simulator (``BatchedEnvs.reset``
-    copies the whole MjData); not safe for two evaluate calls at once from two threads."""
+def make_simulators(tasks: Sequence[TaskSpec], num_seeds: int, num_episodes: int
+                    ) -> BatchedEnvs:
+    """The S*T*E simulators of `evaluate` (env i = s*M + t*E + e runs task t). Allocating
+    them costs ~1 ms each (Hopper's MjData arena), as much as ~15 env steps; a caller that
+    evaluates the same tasks and sizes again and again (a training run) makes them once and
+    passes them as `evaluate(..., simulators=)`: every evaluate resets all of them."""
     env_tasks = np.tile(np.repeat(np.arange(len(tasks)), num_episodes), num_seeds)
     return BatchedEnvs(tasks, env_tasks)
 
@@ -181,7 +180,8 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
              window: int, protocol: str, num_episodes: int, seed: int,
              max_steps: int | None = None,
              context_data: Mapping[str, Any] | None = None,
-             history: int = 0, task_features: np.ndarray | None = None) -> EvalResult:
+             history: int = 0, task_features: np.ndarray | None = None,
+             simulators: BatchedEnvs | None = None) -> EvalResult:
     """Runs num_episodes deterministic episodes per task and policy seed (module doc).
 
     tasks: the T tasks, one env family; simulated as ``task.make_env()`` would be.
@@ -197,6 +197,7 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
         (``History``, module doc); 0 (default) calls act_fn with four arguments.
     task_features: (T, F) features of the true tasks, for a task-conditioned (oracle) policy:
         act_fn then also gets the keyword ``task`` (S, M, F).
+    simulators: `make_simulators(tasks, num_seeds, num_episodes)` to reuse (None: made here).
     An episode ends at terminated, truncated or max_steps; finished envs are not stepped.
     """
     t0 = time.perf_counter()
@@ -220,10 +221,17 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
     limit = math.inf if max_steps is None else int(max_steps)
 
     # One simulator per (s, t, e); flat index i = s*M + t*E + e.
-    try:
-        sim = _simulators(tuple(tasks), S, E)
-    except ValueError as e:
-        raise ValueError(f"evaluate: {e} (evaluate tasks of one family together)") from None
+    if simulators is None:
+        try:
+            simulators = make_simulators(tasks, S, E)
+        except ValueError as e:
+            raise ValueError(f"evaluate: {e} (evaluate tasks of one family together)") from None
+    elif simulators.num_envs != S * M or list(simulators.tasks) != tasks:
+        raise ValueError(f"evaluate: simulators were made for {simulators.num_envs} envs of "
+                         f"tasks {[t.name for t in simulators.tasks]}, this call needs "
+                         f"{S * M} of {[t.name for t in tasks]}: make_simulators(tasks, "
+                         f"num_seeds, num_episodes)")
+    sim = simulators
     obs_dim, act_dim = sim.obs_dim, sim.act_dim
     D = obs_dim + act_dim
     seeds_te = np.array([[env_seed(seed, t, e) for e in range(E)] for t in range(T)], np.int64)
