@@ -14,6 +14,7 @@ Sections:
   reda     each ReDA stage's epoch (mini preset sizes, synthetic data): seed-updates/s for
            1 and 5 vmapped seeds, FLOP rate vs the jnp.dot peak, compile time; evaluation
            env steps/s vs the bare simulator; peak memory; finished mini runs' wall time
+  eval     evaluation alone (the reda section's evaluation rows without the stage timing)
 Targets (see the README): wrappers >= 90% of bare; SAC >= 50% of the jnp.dot rate;
 5 vmapped tasks >= 0.95x one task's per-task throughput; scan faster than the loop.
 """
@@ -223,6 +224,60 @@ def bare_simulator_rate(task_set, n: int = 5000) -> float:
     return n / (time.perf_counter() - t)
 
 
+def evaluation_row(task_set, tr, meta, rep, episodes: int = 5, max_steps: int = 200,
+                   repeats: int = 3) -> tuple[str, str]:
+    """Evaluation of `tr`'s policy (seed-stacked states meta, rep): all tasks x `episodes`
+    per seed, on-policy, one batched policy call per step, each of `repeats` rounds followed
+    by the bare simulator (the same load on both); the median ratio and its range."""
+    from reda_jax.eval import protocols
+    seeds = tr.num_seeds
+    params = (tr.method.act_params(meta), rep.encoder.params)
+    act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
+    window, tasks = tr.config.encoder.window, task_set.all_tasks
+    # Compile outside the timing, at the timed call's shapes (S, T*E, ...).
+    sims = protocols.make_simulators(tasks, seeds, episodes)   # made once, as a run does
+    protocols.evaluate(tasks, act_fn, params, seeds, window, "on_policy", episodes, 0,
+                       max_steps=2, simulators=sims)
+    rates, bares = [], []
+    for _ in range(repeats):
+        res = protocols.evaluate(tasks, act_fn, params, seeds, window, "on_policy", episodes,
+                                 0, max_steps=max_steps, simulators=sims)
+        rates.append(res.env_steps / res.wall_time_s)
+        bares.append(bare_simulator_rate(task_set))
+    ratios = np.array(rates) / np.array(bares)
+    return (f"evaluation, {seeds} seed(s) x {len(tasks)} tasks x {episodes} episodes "
+            f"(<= {max_steps} steps), {repeats} rounds",
+            f"{np.median(rates):,.0f} env steps/s = {np.median(ratios):.0%} "
+            f"[{ratios.min():.0%}-{ratios.max():.0%}] of the bare simulator "
+            f"({np.median(bares):,.0f} mj_step x frame_skip /s, measured after each round; "
+            f"target >= 70%); best round / best bare {max(rates) / max(bares):.0%}; "
+            f"{res.env_steps:,} steps per round, mean episode "
+            f"{res.lengths.mean():.0f} steps")
+
+
+def bench_eval(task_set) -> None:
+    """Evaluation alone (no stage timing): the mini preset's untrained ReDA policy (synthetic
+    data), 1 and 5 seeds x all tasks x 5 episodes, vs the bare simulator."""
+    import tempfile
+
+    from reda_jax.configs import train_preset
+    from reda_jax.train import Trainer, seed_keys
+
+    print("[eval] evaluation env steps/s vs the bare simulator (mini preset's ReDA policy, "
+          "untrained, synthetic data)")
+    data = synthetic_train_data(task_set, 5_000, 1_000)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seeds in (1, 5):
+            config = train_preset("mini", task_set.name, num_seeds=seeds)
+            os.makedirs(f"{tmp}/{seeds}")
+            tr = Trainer(config, data, f"{tmp}/{seeds}", show_progress=False)
+            rep = jax.jit(jax.vmap(tr.method.init_representation))(seed_keys(0, seeds, 2))
+            meta = jax.jit(jax.vmap(tr.method.init_meta))(seed_keys(0, seeds, 3))
+            rows.append(evaluation_row(task_set, tr, meta, rep, repeats=_REPEATS.value))
+    report(rows)
+
+
 def bench_reda(task_set) -> None:
     """Per-stage throughput of the mini preset's epoch functions for 1 and 5 vmapped seeds,
     their matmul FLOP rate against the practical peak (all interleaved, --repeats rounds,
@@ -232,7 +287,6 @@ def bench_reda(task_set) -> None:
     import tempfile
 
     from reda_jax.configs import train_preset
-    from reda_jax.eval import protocols
 
     print(f"[reda] stage epochs of the mini preset (synthetic data of the task set's shapes), "
           f"{_REPEATS.value} interleaved rounds")
@@ -253,20 +307,8 @@ def bench_reda(task_set) -> None:
     report(format_stage_rows(rows, peak))
     rows = []
     for seeds, (tr, progs) in trainers.items():
-        # Evaluation: 5 tasks x 5 episodes per seed, one batched policy call per step,
-        # against the bare simulator measured right after it (the same load on both).
-        meta, rep = progs[2].state, progs[1].state
-        params = (tr.method.act_params(meta), rep.encoder.params)
-        act_fn = lambda p, q, c, m, tr=tr: tr._act(p[0], p[1], q, c, m)
-        protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,   # compile
-                           tr.config.encoder.window, "on_policy", 1, 0, max_steps=2)
-        res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
-                                 tr.config.encoder.window, "on_policy", 5, 0, max_steps=200)
-        rate = res.env_steps / res.wall_time_s
-        bare = bare_simulator_rate(task_set)
-        rows.append((f"evaluation, {seeds} seed(s) x 5 tasks x 5 episodes (<= 200 steps)",
-                     f"{rate:,.0f} env steps/s = {rate / bare:.0%} of the bare simulator "
-                     f"({bare:,.0f} mj_step x frame_skip /s, measured next; target >= 70%)"))
+        rows.append(evaluation_row(task_set, tr, progs[2].state, progs[1].state,
+                                   repeats=_REPEATS.value))
     tmp.cleanup()
     rows.append(("peak host memory (max RSS)",
                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"))
@@ -293,12 +335,14 @@ def main(argv):
     at_least("updates", _UPDATES.value)
     at_least("repeats", _REPEATS.value)
     at_least("stage_rows", _STAGE_ROWS.value)
-    choices("sections", _SECTIONS.value, ["env", "sac", "flops", "acting", "collect", "reda"])
+    choices("sections", _SECTIONS.value,
+            ["env", "sac", "flops", "acting", "collect", "reda", "eval"])
     task_set = get_task_set(_TASK_SET.value)
     print(f"devices: {jax.devices()}; backend {jax.default_backend()}")
     sections = {"env": lambda: bench_env(task_set), "sac": lambda: bench_sac(task_set),
                 "flops": lambda: bench_flops(task_set), "acting": lambda: bench_acting(task_set),
-                "collect": bench_collect, "reda": lambda: bench_reda(task_set)}
+                "collect": bench_collect, "reda": lambda: bench_reda(task_set),
+                "eval": lambda: bench_eval(task_set)}
     for name in _SECTIONS.value:
         if name not in sections:
             raise app.UsageError(f"unknown section {name!r}; valid: {', '.join(sections)}")

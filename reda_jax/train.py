@@ -376,6 +376,7 @@ class Trainer:
                                               in_axes=(0, 0, None, None, 0)))
             self._embed = jax.jit(jax.vmap(self._embeddings, in_axes=(0, 0, None, 0)))
         self._act = jax.jit(jax.vmap(m.act))
+        self._simulators = None   # protocols.make_simulators, on the first evaluation
 
     @property
     def final_params(self) -> tuple[Any, Any]:
@@ -535,11 +536,14 @@ class Trainer:
         tasks = self.data.task_set.all_tasks
         feats = task_features([t.multiplier for t in tasks]) if self.method.task_conditioned \
             else None
+        if self._simulators is None:   # made once: the same tasks and sizes every time
+            self._simulators = protocols.make_simulators(tasks, self.num_seeds,
+                                                         ecfg.num_episodes)
         result = protocols.evaluate(
             tasks, act_fn, params, self.num_seeds, self.method.window, protocol,
             ecfg.num_episodes, ecfg.seed, max_steps=ecfg.max_steps,
             context_data=self.data.contexts if contexts is None else contexts,
-            history=self.method.history, task_features=feats)
+            history=self.method.history, task_features=feats, simulators=self._simulators)
         return protocols.summarize(
             result, train_task_names=[t.name for t in self.data.task_set.train_tasks])
 

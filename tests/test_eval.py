@@ -46,17 +46,29 @@ def replay_observations(task, reset_seed, actions):
     return np.stack(obs)
 
 
-def test_returns_equal_hand_stepped_envs():
-    """A known jitted policy a = clip(g_s * obs[1:4]): evaluate's returns and lengths equal
-    stepping each env by hand from the same reset seed (identical for every policy seed);
+# (task set, features f(obs) of act_dim, per-seed gains): a = clip(g_s * f(obs), -1, 1).
+HAND_CASES = {
+    # Hopper: falls after ~57 steps / survives past 120
+    "hopper": (HOPPER, lambda o: o[..., 1:4], [2.0, -0.5]),
+    # InvertedPendulum: pushing the cart away from the tilt drops the pole within a few
+    # dozen steps; towards it (angle + 0.1 angular velocity) keeps it up past the cut
+    "inverted-pendulum": (PENDULUM, lambda o: o[..., 1:2] + 0.1 * o[..., 3:4], [-2.0, 3.0]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HAND_CASES))
+def test_returns_equal_hand_stepped_envs(case):
+    """A known jitted policy a = clip(g_s * obs[...]): evaluate's returns and lengths equal
+    stepping one gymnasium env per episode by hand from the same reset seed, exactly (==);
     episodes end at termination or max_steps, and a finished env adds no reward."""
-    tasks = HOPPER.train_tasks[:2]
-    gains = np.array([2.0, -0.5], np.float32)  # falls after ~57 steps / survives past 120
-    max_steps, E = 120, 2
+    task_set, features, gains = HAND_CASES[case]
+    tasks = task_set.train_tasks[:2]
+    gains = np.array(gains, np.float32)
+    max_steps, E = 120, 3
 
     @jax.jit
     def act(g, q, c, m):
-        return jnp.clip(g[:, None, None] * q[..., 1:4], -1.0, 1.0)
+        return jnp.clip(g[:, None, None] * features(q), -1.0, 1.0)
 
     res = evaluate(tasks, act, jnp.asarray(gains), 2, 3, "on_policy", E, seed=7,
                    max_steps=max_steps)
@@ -74,18 +86,43 @@ def test_returns_equal_hand_stepped_envs():
                 env = task.make_env()
                 obs, _ = env.reset(seed=int(res.env_seeds[t, e]))
                 while True:
-                    a = np.clip(g * np.float32(obs)[1:4], -1.0, 1.0)
+                    a = np.clip(g * features(np.float32(obs)), -1.0, 1.0)
                     obs, r, term, trunc, _ = env.step(a)
                     hand_ret[s, t, e] += r
                     hand_len[s, t, e] += 1
                     if term or trunc or hand_len[s, t, e] == max_steps:
                         break
     np.testing.assert_array_equal(res.lengths, hand_len)
-    np.testing.assert_allclose(res.returns, hand_ret, rtol=1e-12)
+    np.testing.assert_array_equal(res.returns, hand_ret)
     assert res.env_steps == hand_len.sum()
     # both kinds of episode ends happen in one batch: early terminations and the cut
     assert (res.lengths[0] < 80).all() and (res.lengths[1] == max_steps).all()
     assert res.wall_time_s > 0
+
+
+def test_reused_simulators_give_the_same_results():
+    """Simulators passed back to evaluate: a call after one with other reset seeds and
+    longer episodes returns exactly what the first call returned (every simulator is reset
+    in full); simulators of other sizes or tasks are refused."""
+    from reda_jax.eval.protocols import make_simulators
+    tasks = HOPPER.all_tasks[1:3]
+    act = jax.jit(lambda g, q, c, m: jnp.clip(g[:, None, None] * q[..., 1:4], -1.0, 1.0))
+    gains = jnp.asarray([1.0, -0.5], jnp.float32)
+    sims = make_simulators(tasks, 2, 2)
+    first = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=11, max_steps=30)
+    other = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=12, max_steps=60,
+                     simulators=sims)
+    again = evaluate(tasks, act, gains, 2, 2, "on_policy", 2, seed=11, max_steps=30,
+                     simulators=sims)
+    assert not np.array_equal(other.returns, first.returns)
+    np.testing.assert_array_equal(again.returns, first.returns)
+    np.testing.assert_array_equal(again.lengths, first.lengths)
+    with pytest.raises(ValueError, match="simulators were made for"):
+        evaluate(tasks, act, gains, 2, 2, "on_policy", 3, seed=11, max_steps=30,
+                 simulators=sims)
+    with pytest.raises(ValueError, match="simulators were made for"):
+        evaluate(HOPPER.all_tasks[0:2], act, gains, 2, 2, "on_policy", 2, seed=11,
+                 max_steps=30, simulators=sims)
 
 
 def test_on_policy_window_is_the_episode_so_far():
@@ -311,6 +348,9 @@ def test_errors():
         evaluate(tasks, ok, None, 1, 2, "on_policy", 1, 0, max_steps=2, history=-1)
     with pytest.raises(ValueError, match="leading seed axis"):
         evaluate(tasks, ok, jnp.zeros((3, 4)), 2, 2, "on_policy", 1, 0, max_steps=2)
+    with pytest.raises(ValueError, match="one family"):
+        evaluate([tasks[0], HOPPER.train_tasks[0]], ok, None, 1, 2, "on_policy", 1, 0,
+                 max_steps=2)
 
 
 def test_summarize_and_table_by_hand():

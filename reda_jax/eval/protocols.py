@@ -1,7 +1,11 @@
 """Evaluation of a context-conditioned meta-policy in the real simulator (paper Sec. 5.2).
 
 Every (policy seed s, task t, episode e) gets its own simulator and runs exactly one
-episode; all S x T x E simulators step together with ONE batched policy call per env step.
+episode; all S x T x E simulators step together with ONE batched policy call per env step,
+always at the full (S, M) shape (finished envs are padding), so act_fn compiles once. The
+simulators are MuJoCo stepped directly (``reda_jax.envs.batched.BatchedEnvs``: the same
+observations, rewards, terminations and time limit as the gymnasium v5 env, bit for bit,
+and the same initial states for the same reset seed), not one gymnasium env per episode.
 Shapes: S = seeds, T = tasks, E = episodes per task, M = T * E envs per seed (env m = t*E + e),
 K = window, D = obs_dim + act_dim.
 
@@ -50,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_context_windows
+from reda_jax.envs.batched import BatchedEnvs
 from reda_jax.envs.tasks import TaskSpec
 from reda_jax.types import Transitions
 
@@ -89,8 +94,9 @@ class EvalResult:
     lengths: (S, T, E) int64 env steps of each episode.
     task_names: the T task names; protocol: 'on_policy' or 'off_policy'.
     env_seeds: (T, E) int64 reset seed of each episode (the same for every policy seed).
-    env_steps: total env.step calls; wall_time_s: time of the whole call (env creation and
-    the first call of act_fn, i.e. any compilation, included)."""
+    env_steps: total env steps; wall_time_s: time of the whole call (simulator creation, on
+    the first call with these tasks and sizes, and the first call of act_fn, i.e. any
+    compilation, included)."""
 
     returns: np.ndarray
     lengths: np.ndarray
@@ -152,6 +158,16 @@ def _off_policy_contexts(tasks: Sequence[TaskSpec], context_data: Mapping[str, A
     return jnp.concatenate(tokens, axis=1), jnp.concatenate(masks, axis=1)
 
 
+def make_simulators(tasks: Sequence[TaskSpec], num_seeds: int, num_episodes: int
+                    ) -> BatchedEnvs:
+    """The S*T*E simulators of `evaluate` (env i = s*M + t*E + e runs task t). Allocating
+    them costs ~1 ms each (Hopper's MjData arena), as much as ~15 env steps; a caller that
+    evaluates the same tasks and sizes again and again (a training run) makes them once and
+    passes them as `evaluate(..., simulators=)`: every evaluate resets all of them."""
+    env_tasks = np.tile(np.repeat(np.arange(len(tasks)), num_episodes), num_seeds)
+    return BatchedEnvs(tasks, env_tasks)
+
+
 def _check_params(params: Any, num_seeds: int) -> None:
     for leaf in jax.tree.leaves(params):
         shape = np.shape(leaf)
@@ -164,10 +180,11 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
              window: int, protocol: str, num_episodes: int, seed: int,
              max_steps: int | None = None,
              context_data: Mapping[str, Any] | None = None,
-             history: int = 0, task_features: np.ndarray | None = None) -> EvalResult:
+             history: int = 0, task_features: np.ndarray | None = None,
+             simulators: BatchedEnvs | None = None) -> EvalResult:
     """Runs num_episodes deterministic episodes per task and policy seed (module doc).
 
-    tasks: the T tasks (same obs/act dims); envs come from ``task.make_env()``.
+    tasks: the T tasks, one env family; simulated as ``task.make_env()`` would be.
     act_fn: see ``ActFn``; called once per env step on all S*M envs, finished ones included
         (their actions are ignored). Pass an already-jitted function that vmaps over seeds.
     params: pytree whose leaves have a leading axis of size num_seeds.
@@ -180,6 +197,7 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
         (``History``, module doc); 0 (default) calls act_fn with four arguments.
     task_features: (T, F) features of the true tasks, for a task-conditioned (oracle) policy:
         act_fn then also gets the keyword ``task`` (S, M, F).
+    simulators: `make_simulators(tasks, num_seeds, num_episodes)` to reuse (None: made here).
     An episode ends at terminated, truncated or max_steps; finished envs are not stepped.
     """
     t0 = time.perf_counter()
@@ -202,24 +220,26 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
     M = T * E
     limit = math.inf if max_steps is None else int(max_steps)
 
-    # One env per (s, t, e); flat index i = s*M + t*E + e.
-    envs = [tasks[t].make_env() for _ in range(S) for t in range(T) for _ in range(E)]
-    obs_dim = int(np.prod(envs[0].observation_space.shape))
-    act_dim = int(np.prod(envs[0].action_space.shape))
-    for env, task in zip(envs[:M:E], tasks):
-        dims = (int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)))
-        if dims != (obs_dim, act_dim):
-            raise ValueError(f"task {task.name!r} has obs/act dims {dims}, the first task "
-                             f"{(obs_dim, act_dim)}: evaluate tasks of one family together")
+    # One simulator per (s, t, e); flat index i = s*M + t*E + e.
+    if simulators is None:
+        try:
+            simulators = make_simulators(tasks, S, E)
+        except ValueError as e:
+            raise ValueError(f"evaluate: {e} (evaluate tasks of one family together)") from None
+    elif simulators.num_envs != S * M or list(simulators.tasks) != tasks:
+        raise ValueError(f"evaluate: simulators were made for {simulators.num_envs} envs of "
+                         f"tasks {[t.name for t in simulators.tasks]}, this call needs "
+                         f"{S * M} of {[t.name for t in tasks]}: make_simulators(tasks, "
+                         f"num_seeds, num_episodes)")
+    sim = simulators
+    obs_dim, act_dim = sim.obs_dim, sim.act_dim
     D = obs_dim + act_dim
     seeds_te = np.array([[env_seed(seed, t, e) for e in range(E)] for t in range(T)], np.int64)
 
     query = np.zeros((S, M, D), np.float32)
     q_flat = query.reshape(S * M, D)  # a view: the loops write into `query`
-    for i, env in enumerate(envs):
-        m = i % M
-        o, _ = env.reset(seed=int(seeds_te[m // E, m % E]))
-        q_flat[i, :obs_dim] = np.ravel(o)  # a_{-1} = 0: the query was zeroed
+    # a_{-1} = 0: the query was zeroed
+    q_flat[:, :obs_dim] = sim.reset(np.arange(S * M), np.tile(seeds_te.ravel(), S))
 
     if protocol == "on_policy":
         context = np.zeros((S, M, K, D), np.float32)
@@ -241,12 +261,13 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
                        returns_before=np.zeros((S, M, H), np.float32),
                        timesteps=np.zeros((S, M, H), np.int32))
 
+    params = jax.device_put(params)  # once: no per-step transfer of host parameters
     returns = np.zeros(S * M, np.float64)
     lengths = np.zeros(S * M, np.int64)
-    alive = list(range(S * M))
+    alive = np.arange(S * M)
     env_steps = 0
     expected = (S, M, act_dim)
-    while alive:
+    while len(alive):
         if protocol == "on_policy":
             context[:, :, :-1] = context[:, :, 1:]  # overlapping copies are safe in numpy
             context[:, :, -1] = query
@@ -266,19 +287,13 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
             raise ValueError(f"act_fn returned actions of shape {actions.shape}, "
                              f"expected (S, M, act_dim) = {expected}")
         a_flat = actions.reshape(S * M, act_dim)
-        still = []
-        for i in alive:
-            o, r, terminated, truncated, _ = envs[i].step(a_flat[i])
-            returns[i] += float(r)
-            lengths[i] += 1
-            q_flat[i, :obs_dim] = np.ravel(o)
-            if not (terminated or truncated or lengths[i] >= limit):
-                still.append(i)
+        obs, rew, terminated, truncated = sim.step(alive, a_flat[alive])
+        returns[alive] += rew
+        lengths[alive] += 1
+        q_flat[alive, :obs_dim] = obs
         env_steps += len(alive)
-        alive = still
+        alive = alive[~(terminated | truncated | (lengths[alive] >= limit))]
         q_flat[:, obs_dim:] = a_flat  # a_{t-1} of the next token
-    for env in envs:
-        env.close()
     return EvalResult(returns=returns.reshape(S, T, E), lengths=lengths.reshape(S, T, E),
                       task_names=tuple(t.name for t in tasks), protocol=protocol,
                       env_seeds=seeds_te, env_steps=env_steps,
