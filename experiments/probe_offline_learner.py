@@ -51,6 +51,9 @@ VARIANTS = {
     "independent_q0": (dict(context_source="independent", q_weight=0.0), {}),
     "independent_window_q0": (dict(context_source="independent", acting_query="window",
                                    q_weight=0.0), {}),
+    "independent_window_bcmean": (dict(context_source="independent", acting_query="window",
+                                       bc_on_mean=True), {}),
+    "bcmean": (dict(bc_on_mean=True), {}),
 }
 
 _ALGO = flags.DEFINE_enum("algo", "oracle", list(didactic.METHODS), "Method.")

@@ -254,6 +254,9 @@ class MetaPolicyConfig:
     data (docs/fidelity.md)."""
     actor_entropy: bool = True
     """Keep SAC's alpha * log pi term in the actor's loss (the reference code drops it)."""
+    bc_on_mean: bool = False
+    """The BC error is that of the deterministic action tanh(mu(s, z)) (as TD3+BC's
+    deterministic actor) instead of the sampled a~ (the reference code: a~)."""
     context_source: str = "transition"
     """Where the z of a training transition comes from: 'transition' (the window that ends
     at the transition: its query is (s_t, a_{t-1}); the reference code's chunks) or

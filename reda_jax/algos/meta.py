@@ -156,7 +156,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
         bounds = value_bounds(float(reward_range[0]), float(reward_range[1]), config.sac.gamma)
     sac = make_sac(config.sac, obs_dim + z_dim, act_dim, q_weight=config.q_weight,
                    bc_weight=config.bc_weight, actor_entropy=config.actor_entropy,
-                   target_bounds=bounds)
+                   target_bounds=bounds, bc_on_mean=config.bc_on_mean)
     bc_actor = TanhGaussianActor(config.sac.hidden_dims, act_dim, config.sac.log_std_min,
                                  config.sac.log_std_max)
     bc_opt = optax.adam(config.sac.actor_lr)

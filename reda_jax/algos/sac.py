@@ -99,10 +99,13 @@ def actor_objective(log_prob: jax.Array, q: jax.Array, alpha: jax.Array,
 
 def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | None = None,
              bc_weight: float = 0.0, actor_entropy: bool = True,
-             target_bounds: tuple[float, float] | None = None) -> SAC:
+             target_bounds: tuple[float, float] | None = None,
+             bc_on_mean: bool = False) -> SAC:
     """SAC (q_weight None) or offline SAC+BC (q_weight, bc_weight; see the module doc).
     actor_entropy False: no alpha * log pi term in the actor's loss; target_bounds (low,
-    high): TD targets clipped to that range (e.g. `value_bounds` of the data's rewards)."""
+    high): TD targets clipped to that range (e.g. `value_bounds` of the data's rewards);
+    bc_on_mean: the BC error is that of the deterministic action tanh(mu(s)) (TD3+BC's
+    deterministic actor) instead of the sampled a~ (the reference code)."""
     actor = TanhGaussianActor(config.hidden_dims, act_dim, config.log_std_min, config.log_std_max,
                               network_init=config.network_init)
     critic = TwinCritic(config.hidden_dims, network_init=config.network_init)
@@ -150,13 +153,16 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | No
                       "target_q": target.mean()}
 
     def actor_loss(actor_params, critic_params, log_alpha, batch: Transitions, key):
-        a, logp = policy(actor_params, batch.observations, key)
+        mean, log_std = actor.apply(actor_params, batch.observations)
+        a, logp = sample_tanh_gaussian(mean, log_std, key)
         q = critic.apply(critic_params, batch.observations, a).min(0)
-        loss = actor_objective(logp, q, jnp.exp(log_alpha), q_weight, bc_weight, a, batch.actions,
-                               actor_entropy)
+        bc_actions = jnp.tanh(mean) if bc_on_mean else a
+        loss = actor_objective(logp, q, jnp.exp(log_alpha), q_weight, bc_weight, bc_actions,
+                               batch.actions, actor_entropy)
         info = {"actor_loss": loss, "entropy": -logp.mean()}
         if q_weight is not None:
             info["bc_mse"] = ((a - batch.actions) ** 2).sum(-1).mean()
+            info["mean_action_mse"] = ((jnp.tanh(mean) - batch.actions) ** 2).sum(-1).mean()
         return loss, info
 
     def alpha_loss(log_alpha, entropy):
