@@ -53,6 +53,8 @@ VARIANTS = {
                                    q_weight=0.0), {}),
     "independent_window_bcmean": (dict(context_source="independent", acting_query="window",
                                        bc_on_mean=True), {}),
+    "independent_window_bcmean_q0": (dict(context_source="independent", acting_query="window",
+                                          bc_on_mean=True, q_weight=0.0), {}),
     "bcmean": (dict(bc_on_mean=True), {}),
 }
 

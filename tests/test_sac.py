@@ -142,3 +142,26 @@ def test_actor_objective_with_and_without_entropy():
     assert float(with_ent) == pytest.approx(expected, rel=1e-5)
     without = actor_objective(logp, q, 0.2, 2.5, 1.0, a, data, entropy=False)
     assert float(without) == pytest.approx(expected - 0.2 * np.mean([-1.0, 0.5]), rel=1e-5)
+
+
+@pytest.mark.parametrize("bc_on_mean", [False, True])
+def test_bc_error_of_the_mean_or_of_the_sampled_action(bc_on_mean):
+    # Q weight 0 and no entropy: the actor's loss is the BC error alone, of tanh(mu(s)) with
+    # bc_on_mean, else of the sampled action tanh(mu + sigma * eps) (the reference code).
+    sac = make_sac(SACConfig(hidden_dims=(16, 16)), 3, 2, q_weight=0.0, bc_weight=1.0,
+                   actor_entropy=False, bc_on_mean=bc_on_mean)
+    state = sac.init(jax.random.key(0))
+    k = jax.random.split(jax.random.key(1), 3)
+    obs = jax.random.normal(k[0], (64, 3))
+    data_a = jnp.tanh(jax.random.normal(k[1], (64, 2)))
+    batch = Transitions(obs, data_a, jnp.zeros(64), obs, jnp.zeros(64), jnp.zeros(64))
+    _, info = sac.actor_step(state, batch, k[2])
+    mean, log_std = sac.actor.apply(state.actor_params, obs)
+    sampled, _ = sample_tanh_gaussian(mean, log_std, k[2])
+    by_mean = float(((jnp.tanh(mean) - data_a) ** 2).sum(-1).mean())
+    by_sample = float(((sampled - data_a) ** 2).sum(-1).mean())
+    assert abs(by_mean - by_sample) > 0.05       # the two differ on this batch
+    expected = by_mean if bc_on_mean else by_sample
+    np.testing.assert_allclose(float(info["actor_loss"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(info["mean_action_mse"]), by_mean, rtol=1e-5)
+    np.testing.assert_allclose(float(info["bc_mse"]), by_sample, rtol=1e-5)

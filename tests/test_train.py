@@ -169,3 +169,23 @@ def test_every_baseline_runs_its_own_stages_and_writes_its_results(smoke_data, t
         moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
                              trainer.method.trainable_params(init), trainer.final_params[1])
         assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_a_field_added_after_a_run_keeps_it_resumable_only_at_its_default():
+    # A run saved before MetaPolicyConfig.acting_query existed: the same config at the new
+    # field's default is no difference (resumable); another value is, and so is any change
+    # of a field both configs have.
+    from reda_jax import configs
+    current = json.loads(json.dumps(configs.to_dict(configs.TrainConfig())))
+    old = json.loads(json.dumps(current))
+    del old["meta"]["acting_query"]
+    assert configs.differing_fields({"train": old}, {"train": current}) == []
+    current["meta"]["acting_query"] = "window"
+    assert configs.differing_fields({"train": old}, {"train": current}) == [
+        "train.meta.acting_query"]
+    current["meta"]["acting_query"] = "current"
+    current["meta"]["q_weight"] = 2.5
+    assert configs.differing_fields({"train": old}, {"train": current}) == ["train.meta.q_weight"]
+    # A field the current config lacks (removed from the code) is a difference.
+    assert configs.differing_fields({"train": current}, {"train": old}) == [
+        "train.meta.acting_query", "train.meta.q_weight"]
