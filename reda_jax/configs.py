@@ -556,7 +556,7 @@ def differing_fields(saved: Mapping, current: Mapping) -> list[str]:
     the code after the run was made, and its default keeps what the code did before (the
     rule every new field follows), so old runs stay resumable."""
     a, b = flatten(dict(saved)), flatten(dict(current))
-    defaults = _field_defaults()
+    defaults = _field_defaults() if set(b) - set(a) else {}
 
     def added_at_default(key: str) -> bool:
         parts = key.split(".")
