@@ -55,6 +55,20 @@ VARIANTS = {
                                        bc_on_mean=True), {}),
     "independent_window_bcmean_q0": (dict(context_source="independent", acting_query="window",
                                           bc_on_mean=True, q_weight=0.0), {}),
+    "independent_window_bcmean_noent": (dict(context_source="independent",
+                                             acting_query="window", bc_on_mean=True,
+                                             actor_entropy=False),
+                                        dict(backup_entropy=False)),
+    "independent_window_bcmean_q0_noent": (dict(context_source="independent",
+                                                acting_query="window", bc_on_mean=True,
+                                                q_weight=0.0, actor_entropy=False),
+                                           dict(backup_entropy=False)),
+    "independent_window_bcmean_norm": (dict(context_source="independent",
+                                            acting_query="window", bc_on_mean=True,
+                                            normalize_states=True), {}),
+    "independent_window_bcmean_q0_norm": (dict(context_source="independent",
+                                               acting_query="window", bc_on_mean=True,
+                                               q_weight=0.0, normalize_states=True), {}),
     "bcmean": (dict(bc_on_mean=True), {}),
 }
 
@@ -66,6 +80,10 @@ _NUM_CKPT = flags.DEFINE_integer("num_checkpoints", None,
                                  "didactic's).")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 3, "Learner seeds (vmapped).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_offline_learner", "Output directory.")
+_PROTOTYPES = flags.DEFINE_bool("prototypes", False,
+                                "Context methods: also evaluate the final policy with z fixed "
+                                "to each training task's prototype (the mean z of 1,000 of its "
+                                "training windows), on-policy on every task.")
 _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None,
                                     "Context methods: run whose finished earlier stages are "
                                     "reused (default runs/didactic/collect<k>/<algo>).")
@@ -106,6 +124,8 @@ def main(argv):
     if _ALGO.value in didactic.CONTEXT_METHODS:
         returns["D1_train"] = per_seed(trainer.evaluate_policy(*trainer.final_state,
                                                                "off_policy", contexts=train))
+    if _PROTOTYPES.value and _ALGO.value in didactic.CONTEXT_METHODS:
+        returns.update(prototype_returns(trainer, config))
     stats = {}
     for r in read_metrics(run_dir):
         if r["metric"] in ("meta/q", "meta/q_max", "meta/bc_mse"):
@@ -114,6 +134,52 @@ def main(argv):
                       "task1": returns, "mean": {k: float(np.mean(v)) for k, v in
                                                  returns.items()},
                       "range": {k: [min(v), max(v)] for k, v in stats.items()}}))
+
+
+def prototype_returns(trainer, config, num_windows: int = 1000) -> dict[str, list[float]]:
+    """{'proto<t>@<task>': per-seed return on <task> (on-policy) of the final policy with z
+    fixed to training task t's prototype}: separates the policy's task modes from the
+    spread of z within a task."""
+    import jax
+    import jax.numpy as jnp
+    from reda_jax.algos.contrastive import tokens_from_context
+    from reda_jax.algos.sac import make_sac
+    from reda_jax.baselines.prompt_dt import state_stats
+    from reda_jax.data.context import sample_context_windows
+    from reda_jax.eval import protocols
+
+    meta_state, frozen = trainer.final_state
+    method, data = trainer.method, trainer.data
+    actor_params, trainable = method.act_params(meta_state)
+    T = data.train.transitions.rewards.shape[0]
+    windows = jax.vmap(lambda d, k: sample_context_windows(d, k, num_windows, method.window))(
+        data.train, jax.random.split(jax.random.key(7), T))
+    tokens, mask, query = tokens_from_context(windows)
+    z = jax.vmap(lambda f, tr: method.encode(f, tr, query, tokens, mask))(frozen, trainable)
+    protos = z.mean(2)                                              # (S, T, Z)
+    obs_dim = data.train.transitions.observations.shape[-1]
+    act_dim = data.train.transitions.actions.shape[-1]
+    sac = make_sac(config.meta.sac, obs_dim + protos.shape[-1], act_dim)
+    mean, std = state_stats(data.train_arrays) if config.meta.normalize_states else (0.0, 1.0)
+
+    def act(params, query, context, mask):
+        actor, zz = params                          # (S, ...), (S, Z); query (S, M, D)
+        zz = jnp.broadcast_to(zz[:, None, :], query.shape[:-1] + zz.shape[-1:])
+        obs = jnp.concatenate([(query[..., :obs_dim] - mean) / std, zz], -1)
+        return jax.vmap(lambda a, o: sac.act(a, o, None, deterministic=True))(actor, obs)
+
+    act = jax.jit(act)
+    tasks = data.task_set.all_tasks
+    out = {}
+    for t, task in enumerate(data.task_set.train_tasks):
+        result = protocols.evaluate(
+            tasks, act, (actor_params, protos[:, t]), trainer.num_seeds, method.window,
+            "on_policy", config.eval.num_episodes, config.eval.seed,
+            max_steps=config.eval.max_steps, simulators=trainer._simulators)
+        summary = protocols.summarize(result)
+        for name in (x.name for x in tasks):
+            out[f"proto_{task.name}@{name}"] = summary["tasks"][name]["per_seed"]
+    return out
 
 
 if __name__ == "__main__":

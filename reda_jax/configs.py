@@ -262,6 +262,10 @@ class MetaPolicyConfig:
     at the transition: its query is (s_t, a_{t-1}); the reference code's chunks) or
     'independent' (another window of the same task drawn independently, z' = z, as FOCAL
     samples its context; z then carries only what all of the task's windows share)."""
+    normalize_states: bool = False
+    """Standardise the policy's and critics' state input by the training data's mean and std
+    (all training tasks pooled), as TD3+BC does; z is left as the encoder gives it. The
+    context encoder always reads raw tokens."""
     acting_query: str = "current"
     """The encoder's query when the policy acts: 'current' (the agent's current token
     (s_t, a_{t-1}); in the off-policy protocol it is not part of the fixed context window)

@@ -657,20 +657,22 @@ def method_label(config: configs.TrainConfig) -> str:
 
 
 def method_data_stats(algo: str, arrays: Sequence[dict]) -> dict:
-    """Host statistics of the training data some methods need (see make_method)."""
+    """Host statistics of the training data the methods need (see make_method): every
+    method gets the training states' (mean, std)."""
+    from reda_jax.baselines.prompt_dt import returns_to_go, state_stats
+
+    stats = {"state_stats": state_stats(arrays)}
     if algo == "corro":
         delta = np.concatenate([a["next_observations"] - a["observations"] for a in arrays])
-        return {"delta_std": delta.std(0).astype(np.float32) + 1e-6}
+        return {**stats, "delta_std": delta.std(0).astype(np.float32) + 1e-6}
     if algo == "prompt_dt":
-        from reda_jax.baselines.prompt_dt import returns_to_go, state_stats
 
         def best_return(a):  # the return-to-go at an episode's first step is its return
             rtg, step = returns_to_go(a["rewards"], a["terminals"], a["truncations"])
             return float(rtg[step == 0].max())
 
-        return {"state_stats": state_stats(arrays),
-                "target_return": max(best_return(a) for a in arrays)}
-    return {}
+        return {**stats, "target_return": max(best_return(a) for a in arrays)}
+    return stats
 
 
 def _read_jsonl(path: Path) -> list[dict]:

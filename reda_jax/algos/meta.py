@@ -82,12 +82,14 @@ def task_z(task_features: jax.Array, lead: tuple[int, ...]) -> jax.Array:
 
 def window_features(encode: EncodeFn, frozen, trainable, batch,
                     task_features: jax.Array | None = None,
-                    context=None) -> tuple[Transitions, jax.Array]:
+                    context=None, normalize: Callable[[jax.Array], jax.Array] = lambda s: s
+                    ) -> tuple[Transitions, jax.Array]:
     """ContextBatch (T, P, K, ...) -> (Transitions (T*P, ...) with z appended to s and z' to
     s', z (T*P, Z)). z' (of the window shifted by one step) is held constant.
     task_features (T, Z): the oracle's z, the true task's features, replaces the encoder.
     context: ContextBatch (T, P, K, ...) of independent windows of the same tasks: z is
-    theirs and z' = z (held constant); None: z of the transitions' own windows."""
+    theirs and z' = z (held constant); None: z of the transitions' own windows.
+    normalize: applied to s and s' before z is appended (the encoder reads raw tokens)."""
     if task_features is not None:
         z = z_next = task_z(task_features, batch.rewards.shape[:2])
     elif context is not None:
@@ -108,9 +110,10 @@ def window_features(encode: EncodeFn, frozen, trainable, batch,
     flat = lambda x: x.reshape((n,) + x.shape[2:])
     z = flat(z)
     return Transitions(
-        observations=jnp.concatenate([last(batch.observations), z], -1),
+        observations=jnp.concatenate([normalize(last(batch.observations)), z], -1),
         actions=last(batch.actions), rewards=last(batch.rewards),
-        next_observations=jnp.concatenate([last(batch.next_observations), flat(z_next)], -1),
+        next_observations=jnp.concatenate([normalize(last(batch.next_observations)),
+                                           flat(z_next)], -1),
         terminals=last(batch.terminals),
         truncations=jnp.zeros_like(last(batch.rewards))), z
 
@@ -125,7 +128,8 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                       init_trainable: Callable[[jax.Array], Any] | None = None,
                       encoder_lr: float = 3e-4, objective: str = "sac_bc",
                       reward_range: tuple[float, float] | None = None,
-                      task_features: jax.Array | None = None) -> MetaLearner:
+                      task_features: jax.Array | None = None,
+                      state_stats: tuple[Any, Any] | None = None) -> MetaLearner:
     """init(key) -> MetaState;
     update(state, frozen, batch: ContextBatch (T, P, K, ...), key, context=None) -> (state,
         metrics); context: independent windows (T, P, K, ...) that give z
@@ -138,7 +142,9 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
         `value_bounds` of it when config.clip_td_target.
     task_features (T, z_dim): the oracle: z is the true task's features (training windows
         of task t get task_features[t]; `act` takes them as `task` (..., z_dim)), the
-        encoder is unused."""
+        encoder is unused.
+    state_stats (mean (ds,), std (ds,)) of the training states: needed when
+        config.normalize_states, which standardises the policy's and critics' s (and s')."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     T, K = num_tasks, window
@@ -149,6 +155,15 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
             raise ValueError(f"task_features must be (num_tasks, z_dim) = {(T, z_dim)}, got "
                              f"{task_features.shape}")
     per_task = max(config.sac.batch_size // T, 1)
+    normalize = lambda s: s
+    if config.normalize_states:
+        if state_stats is None:
+            raise ValueError("normalize_states needs the training data's state_stats")
+        mean, std = (jnp.asarray(x, jnp.float32) for x in state_stats)
+        if mean.shape != (obs_dim,) or std.shape != (obs_dim,):
+            raise ValueError(f"state_stats must be two ({obs_dim},) arrays, got "
+                             f"{mean.shape} and {std.shape}")
+        normalize = lambda s: (s - mean) / std
     bounds = None
     if config.clip_td_target:
         if reward_range is None:
@@ -184,7 +199,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
 
             def loss(critic_params, trainable):
                 tr, _ = window_features(encode, frozen, trainable, batch, task_features,
-                                        context)
+                                        context, normalize)
                 l, info = sac.critic_loss(critic_params, state.policy, tr, k_critic)
                 return l, (info, tr)
 
@@ -200,7 +215,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                     z = encode(frozen, trainable, query, tokens, mask)
                 else:
                     z = task_z(task_features, query.shape[:2])
-                obs = jnp.concatenate([batch.observations[:, :, -1], z], -1)
+                obs = jnp.concatenate([normalize(batch.observations[:, :, -1]), z], -1)
                 mean, _ = bc_actor.apply(actor_params, obs)
                 mse = ((jnp.tanh(mean) - batch.actions[:, :, -1]) ** 2).sum(-1).mean()
                 return mse, {"bc_mse": mse}
@@ -237,7 +252,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
             raise ValueError("an oracle meta-policy acts on the true task's features: pass task")
         else:
             z = jnp.broadcast_to(task, query.shape[:-1] + task.shape[-1:])
-        obs = jnp.concatenate([query[..., :obs_dim], z], -1)
+        obs = jnp.concatenate([normalize(query[..., :obs_dim]), z], -1)
         if objective == "sac_bc":
             return sac.act(actor_params, obs, None, deterministic=True)
         return jnp.tanh(bc_actor.apply(actor_params, obs)[0])
