@@ -315,3 +315,46 @@ def test_sac_bc_without_context_equals_sac_bc_on_the_bare_states():
     ref, _ = sac.update(state.policy, features, jax.random.key(4))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
                  new.policy, ref)
+
+
+def _scaled(data, scale: float, shift: float):
+    """The same dataset with every state (and next state) mapped to scale * s + shift."""
+    tr = data.transitions
+    return data.replace(transitions=tr.replace(
+        observations=tr.observations * scale + shift,
+        next_observations=tr.next_observations * scale + shift))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_normalized_states_make_the_learner_blind_to_the_states_units(normalize):
+    # With normalize_states, rescaling and shifting every state (stats computed from the data
+    # each learner sees) leaves the whole SAC+BC update and the acting policy unchanged.
+    prev_action = lambda f, t, query, tok, m: query[..., DS:]       # z ignores the states
+    cfg = MetaPolicyConfig(sac=SMALL, normalize_states=normalize)
+    results = []
+    for scale, shift in ((1.0, 0.0), (50.0, -3.0)):
+        data = _scaled(DATA, scale, shift)
+        obs = np.asarray(data.transitions.observations).reshape(-1, DS)
+        learner = meta_lib.make_meta_learner(cfg, DS, DA, 2, K, DA, prev_action,
+                                             reward_range=(-1.0, 1.0),
+                                             state_stats=(obs.mean(0), obs.std(0)))
+        state = learner.init(jax.random.key(0))
+        state, _ = jax.jit(learner.update)(state, {}, jax.vmap(
+            lambda d, k: sample_context_windows(d, k, 32, K))(data, jax.random.split(
+                jax.random.key(1), 2)), jax.random.key(2))
+        batch = jax.vmap(lambda d, k: sample_context_windows(d, k, 32, K))(
+            data, jax.random.split(jax.random.key(3), 2))
+        tokens = jnp.concatenate([batch.observations, batch.prev_actions], -1)
+        results.append(learner.act(state.policy.actor_params, {}, {}, tokens[:, :, -1],
+                                   tokens, batch.mask))
+    gap = float(jnp.abs(results[0] - results[1]).max())
+    if normalize:
+        assert gap < 1e-4, gap
+    else:
+        assert gap > 1e-2, gap
+
+
+def test_normalize_states_needs_the_data_statistics():
+    with pytest.raises(ValueError, match="state_stats"):
+        meta_lib.make_meta_learner(MetaPolicyConfig(sac=SMALL, normalize_states=True), DS, DA,
+                                   2, K, 0, meta_lib.no_context, reward_range=(-1.0, 1.0))
