@@ -70,6 +70,13 @@ VARIANTS = {
                                                acting_query="window", bc_on_mean=True,
                                                q_weight=0.0, normalize_states=True), {}),
     "bcmean": (dict(bc_on_mean=True), {}),
+    # relative to the defaults before normalize_states / bc_on_mean / 'independent' /
+    # 'window' became the defaults: each of them alone on top of that recipe
+    "transition_current_sample": (dict(context_source="transition", acting_query="current",
+                                       bc_on_mean=False, normalize_states=False), {}),
+    "transition_current_sample_norm": (dict(context_source="transition",
+                                            acting_query="current", bc_on_mean=False,
+                                            normalize_states=True), {}),
 }
 
 _ALGO = flags.DEFINE_enum("algo", "oracle", list(didactic.METHODS), "Method.")
