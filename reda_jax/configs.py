@@ -549,20 +549,32 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
+BEHAVIOUR_BEFORE_FIELD = {
+    "meta.clip_td_target": False,
+    "meta.context_source": "transition",
+    "meta.acting_query": "current",
+    "meta.bc_on_mean": False,
+    "meta.normalize_states": False,
+}
+"""Fields whose default changed after they were added: the value that reproduces what the
+code did before the field existed (a run saved without the field ran with it)."""
+
+
 def _field_defaults() -> dict[str, Any]:
-    """{'meta.acting_query': 'current', ...}: the JSON form of every field's default in
-    TrainConfig and CollectConfig, by dotted path within them."""
+    """{'meta.acting_query': 'current', ...}: by dotted path within TrainConfig and
+    CollectConfig, the JSON form of the value each field had before it existed: its
+    default, or BEHAVIOUR_BEFORE_FIELD's value where the default changed since."""
     out = {}
     for cls in (TrainConfig, CollectConfig):
         out.update(flatten(json.loads(json.dumps(to_dict(cls()), default=str))))
-    return out
+    return {**out, **BEHAVIOUR_BEFORE_FIELD}
 
 
 def differing_fields(saved: Mapping, current: Mapping) -> list[str]:
     """Dotted names where two (nested, JSON-form) config dicts differ. A field that `saved`
-    lacks is no difference when its current value is its default: the field was added to
-    the code after the run was made, and its default keeps what the code did before (the
-    rule every new field follows), so old runs stay resumable."""
+    lacks is no difference when its current value is what the code did before the field
+    existed (its default, or BEHAVIOUR_BEFORE_FIELD's value if the default changed since),
+    so old runs stay resumable at the behaviour they were made with, and only at it."""
     a, b = flatten(dict(saved)), flatten(dict(current))
     defaults = _field_defaults() if set(b) - set(a) else {}
 

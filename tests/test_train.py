@@ -171,21 +171,27 @@ def test_every_baseline_runs_its_own_stages_and_writes_its_results(smoke_data, t
         assert max(jax.tree.leaves(moved)) > 0
 
 
-def test_a_field_added_after_a_run_keeps_it_resumable_only_at_its_default():
-    # A run saved before MetaPolicyConfig.acting_query existed: the same config at the new
-    # field's default is no difference (resumable); another value is, and so is any change
-    # of a field both configs have.
+def test_a_field_added_after_a_run_keeps_it_resumable_only_at_the_behaviour_it_ran_with():
+    # A run saved before MetaPolicyConfig.acting_query existed ran with 'current' (the
+    # code's behaviour then); the default is 'window' since. The same config at 'current'
+    # is no difference (resumable); at the new default it is, and so is any change of a
+    # field both configs have. A field added at the behaviour it kept (actor_entropy)
+    # follows its default.
     from reda_jax import configs
     current = json.loads(json.dumps(configs.to_dict(configs.TrainConfig())))
+    assert current["meta"]["acting_query"] == "window"
     old = json.loads(json.dumps(current))
-    del old["meta"]["acting_query"]
-    assert configs.differing_fields({"train": old}, {"train": current}) == []
-    current["meta"]["acting_query"] = "window"
+    del old["meta"]["acting_query"], old["meta"]["actor_entropy"]
     assert configs.differing_fields({"train": old}, {"train": current}) == [
         "train.meta.acting_query"]
     current["meta"]["acting_query"] = "current"
+    assert configs.differing_fields({"train": old}, {"train": current}) == []
+    current["meta"]["actor_entropy"] = False
+    assert configs.differing_fields({"train": old}, {"train": current}) == [
+        "train.meta.actor_entropy"]
+    current["meta"]["actor_entropy"] = True
     current["meta"]["q_weight"] = 2.5
     assert configs.differing_fields({"train": old}, {"train": current}) == ["train.meta.q_weight"]
     # A field the current config lacks (removed from the code) is a difference.
     assert configs.differing_fields({"train": current}, {"train": old}) == [
-        "train.meta.acting_query", "train.meta.q_weight"]
+        "train.meta.acting_query", "train.meta.actor_entropy", "train.meta.q_weight"]
