@@ -62,6 +62,8 @@ VARIANTS = {
                                                acting_query="window", bc_on_mean=True,
                                                q_weight=0.0, normalize_states=True), {}),
     "bcmean": (dict(bc_on_mean=True), {}),
+    # the current defaults with one field changed
+    "nonorm": (dict(normalize_states=False), {}),
     # relative to the defaults before normalize_states / bc_on_mean / 'independent' /
     # 'window' became the defaults: each of them alone on top of that recipe
     "transition_current_sample": (dict(context_source="transition", acting_query="current",
@@ -83,6 +85,10 @@ _PROTOTYPES = flags.DEFINE_bool("prototypes", False,
                                 "Context methods: also evaluate the final policy with z fixed "
                                 "to each training task's prototype (the mean z of 1,000 of its "
                                 "training windows), on-policy on every task.")
+_ORACLE_FEATURES = flags.DEFINE_enum(
+    "oracle_features", "multiplier", ["multiplier", "standardized"],
+    "The oracle's task code: the multiplier itself (methods.task_features) or the multiplier "
+    "standardised over the training tasks (mean 0, std 1: gravity x1 / x2 -> -1 / +1).")
 _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None,
                                     "Context methods: run whose finished earlier stages are "
                                     "reused (default runs/didactic/collect<k>/<algo>).")
@@ -100,13 +106,17 @@ def main(argv):
         base = didactic.collect_config
         didactic.collect_config = lambda preset, cs=0: dataclasses.replace(
             base(preset, cs), num_checkpoints=_NUM_CKPT.value)
+    variant = _VARIANT.value
+    if _ORACLE_FEATURES.value == "standardized":
+        use_standardized_task_features()
+        variant += "-stdfeat"
     work = Path(_WORKDIR.value) / f"collect{_COLLECT_SEED.value}"
     train, test, info = didactic.didactic_data(work, "default", _COLLECT_SEED.value)
     config = didactic.train_config(_ALGO.value, "default", _NUM_SEEDS.value)
     meta_kw, sac_kw = VARIANTS[_VARIANT.value]
     config = dataclasses.replace(config, meta=dataclasses.replace(
         config.meta, sac=dataclasses.replace(config.meta.sac, **sac_kw), **meta_kw))
-    run_dir = prepare_run_dir(work / f"{_ALGO.value}-{_VARIANT.value}",
+    run_dir = prepare_run_dir(work / f"{_ALGO.value}-{variant}",
                               {"train": configs.to_dict(config)})
     from reda_jax.train import STAGES, Trainer, make_train_data, reuse_stages
     if _ALGO.value in didactic.CONTEXT_METHODS:
@@ -129,10 +139,23 @@ def main(argv):
     for r in read_metrics(run_dir):
         if r["metric"] in ("meta/q", "meta/q_max", "meta/bc_mse"):
             stats.setdefault(r["metric"], []).append(float(r["value"]))
-    print(json.dumps({"algo": _ALGO.value, "variant": _VARIANT.value, "data": info,
+    print(json.dumps({"algo": _ALGO.value, "variant": variant, "data": info,
                       "task1": returns, "mean": {k: float(np.mean(v)) for k, v in
                                                  returns.items()},
                       "range": {k: [min(v), max(v)] for k, v in stats.items()}}))
+
+
+def use_standardized_task_features() -> None:
+    """Replaces the oracle's task code by the multiplier standardised with the training
+    tasks' mean and std (where the trainer and the method factory read it)."""
+    from reda_jax import methods, train
+    train_m = np.asarray([t.multiplier for t in get_task_set(didactic.TASK_SET).train_tasks],
+                         np.float32)
+    base = methods.task_features
+
+    def standardized(multipliers):
+        return (base(multipliers) - train_m.mean()) / train_m.std()
+    methods.task_features = train.task_features = standardized
 
 
 def prototype_returns(trainer, config, num_windows: int = 1000) -> dict[str, list[float]]:

@@ -89,10 +89,18 @@ def _prefixed(epoch_fn: Callable, prefix: str) -> Callable:
     return fn
 
 
-def task_features(multipliers) -> np.ndarray:
-    """The oracle's z of tasks with these multipliers: (T, 1), the multiplier itself (it
-    interpolates to unseen multipliers)."""
-    return np.asarray(multipliers, np.float32).reshape(-1, 1)
+def task_features(multipliers, train_multipliers, code: str = "standardized") -> np.ndarray:
+    """The oracle's z of tasks with these multipliers: (T, 1). code 'multiplier': the
+    multiplier itself; 'standardized': (m - mean) / std over train_multipliers (std 1 when
+    there is a single training task). Both interpolate to unseen multipliers."""
+    m = np.asarray(multipliers, np.float32).reshape(-1, 1)
+    if code == "multiplier":
+        return m
+    if code != "standardized":
+        raise ValueError(f"unknown oracle task code {code!r}")
+    train = np.asarray(train_multipliers, np.float32)
+    std = float(train.std())
+    return (m - train.mean()) / (std if std > 0 else 1.0)
 
 
 def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
@@ -160,7 +168,7 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
         if train_multipliers is None or len(train_multipliers) != T:
             raise ValueError(f"oracle needs the {T} training tasks' multipliers, got "
                              f"{train_multipliers}")
-        feats = task_features(train_multipliers)
+        feats = task_features(train_multipliers, train_multipliers, mcfg.oracle_code)
         learner = meta_lib.make_meta_learner(mcfg, obs_dim, act_dim, T, K, feats.shape[1],
                                              encode=meta_lib.no_context, task_features=feats,
                                              **meta_kw)

@@ -534,8 +534,10 @@ class Trainer:
         params = (self.method.act_params(meta_state), frozen)  # only what acting reads
         act_fn = lambda p, *args, **kw: self._act(p[0], p[1], *args, **kw)
         tasks = self.data.task_set.all_tasks
-        feats = task_features([t.multiplier for t in tasks]) if self.method.task_conditioned \
-            else None
+        feats = task_features([t.multiplier for t in tasks],
+                              [t.multiplier for t in self.data.task_set.train_tasks],
+                              self.config.meta.oracle_code) \
+            if self.method.task_conditioned else None
         if self._simulators is None:   # made once: the same tasks and sizes every time
             self._simulators = protocols.make_simulators(tasks, self.num_seeds,
                                                          ecfg.num_episodes)

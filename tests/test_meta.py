@@ -196,6 +196,19 @@ def test_oracle_acts_on_the_true_task_and_bc_on_no_context():
                                    task_features=np.ones((3, 1)))
 
 
+def test_oracle_task_code_standardises_by_the_training_tasks():
+    from reda_jax.methods import task_features
+    # Training gravity x1 / x2 (mean 1.5, std 0.5): -1 / +1; unseen x1.5 and x3 sit at 0, +3.
+    np.testing.assert_allclose(task_features([1.0, 2.0, 1.5, 3.0], [1.0, 2.0]),
+                               [[-1.0], [1.0], [0.0], [3.0]])
+    np.testing.assert_allclose(task_features([0.5, 2.0], [1.0, 2.0], "multiplier"),
+                               [[0.5], [2.0]])
+    # One training task: centred, unit scale.
+    np.testing.assert_allclose(task_features([1.0, 1.5], [1.0]), [[0.0], [0.5]])
+    with pytest.raises(ValueError, match="oracle_code"):
+        MetaPolicyConfig(oracle_code="onehot")
+
+
 def _narrow_task_data(seed: int, n: int = 3000, episode: int = 50) -> dict:
     """Pendulum-like narrow data: reward 1 every step, episodes end by termination, the
     behavior action a deterministic, nearly linear function of the state spanning ~+-0.2
