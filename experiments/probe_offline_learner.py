@@ -85,10 +85,10 @@ _PROTOTYPES = flags.DEFINE_bool("prototypes", False,
                                 "Context methods: also evaluate the final policy with z fixed "
                                 "to each training task's prototype (the mean z of 1,000 of its "
                                 "training windows), on-policy on every task.")
-_ORACLE_FEATURES = flags.DEFINE_enum(
-    "oracle_features", "multiplier", ["multiplier", "standardized"],
-    "The oracle's task code: the multiplier itself (methods.task_features) or the multiplier "
-    "standardised over the training tasks (mean 0, std 1: gravity x1 / x2 -> -1 / +1).")
+_ORACLE_CODE = flags.DEFINE_enum(
+    "oracle_code", None, ["multiplier", "standardized"],
+    "The oracle's task code (meta.oracle_code; default: the config's). The run directory "
+    "gets the suffix -code<value>.")
 _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None,
                                     "Context methods: run whose finished earlier stages are "
                                     "reused (default runs/didactic/collect<k>/<algo>).")
@@ -106,14 +106,13 @@ def main(argv):
         base = didactic.collect_config
         didactic.collect_config = lambda preset, cs=0: dataclasses.replace(
             base(preset, cs), num_checkpoints=_NUM_CKPT.value)
-    variant = _VARIANT.value
-    if _ORACLE_FEATURES.value == "standardized":
-        use_standardized_task_features()
-        variant += "-stdfeat"
+    variant = _VARIANT.value + (f"-code{_ORACLE_CODE.value}" if _ORACLE_CODE.value else "")
     work = Path(_WORKDIR.value) / f"collect{_COLLECT_SEED.value}"
     train, test, info = didactic.didactic_data(work, "default", _COLLECT_SEED.value)
     config = didactic.train_config(_ALGO.value, "default", _NUM_SEEDS.value)
     meta_kw, sac_kw = VARIANTS[_VARIANT.value]
+    if _ORACLE_CODE.value:
+        meta_kw = dict(meta_kw, oracle_code=_ORACLE_CODE.value)
     config = dataclasses.replace(config, meta=dataclasses.replace(
         config.meta, sac=dataclasses.replace(config.meta.sac, **sac_kw), **meta_kw))
     run_dir = prepare_run_dir(work / f"{_ALGO.value}-{variant}",
@@ -143,19 +142,6 @@ def main(argv):
                       "task1": returns, "mean": {k: float(np.mean(v)) for k, v in
                                                  returns.items()},
                       "range": {k: [min(v), max(v)] for k, v in stats.items()}}))
-
-
-def use_standardized_task_features() -> None:
-    """Replaces the oracle's task code by the multiplier standardised with the training
-    tasks' mean and std (where the trainer and the method factory read it)."""
-    from reda_jax import methods, train
-    train_m = np.asarray([t.multiplier for t in get_task_set(didactic.TASK_SET).train_tasks],
-                         np.float32)
-    base = methods.task_features
-
-    def standardized(multipliers):
-        return (base(multipliers) - train_m.mean()) / train_m.std()
-    methods.task_features = train.task_features = standardized
 
 
 def prototype_returns(trainer, config, num_windows: int = 1000) -> dict[str, list[float]]:
