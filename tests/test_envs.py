@@ -1,13 +1,15 @@
 """Task sets, the task-parameter wrapper and action rescaling."""
 
+import os
 import re
-import time
+import sys
 
 import gymnasium
 import mujoco
 import numpy as np
 import pytest
 
+import reda_jax
 from reda_jax.envs import (
     TASK_SETS,
     TaskParameterWrapper,
@@ -223,24 +225,28 @@ def test_inverted_pendulum_actions_rescaled():
     np.testing.assert_allclose(env.unwrapped.data.ctrl, a, rtol=0, atol=1e-7)
 
 
-@pytest.mark.timeout(60)
 def test_wrapper_adds_no_per_step_work():
+    """Counted, not timed: over n steps the wrapped env runs exactly n more Python calls
+    than the bare one (gymnasium.Wrapper.step forwarding) and none in reda_jax's code."""
     for method in ("step", "reset", "observation", "action"):
         assert method not in vars(TaskParameterWrapper)
     task = get_task_set("hopper-gravity").task(1.0)
     wrapped, bare = make_env(task), gymnasium.make("Hopper-v5")
-    action = np.zeros(3)
+    action, n = np.zeros(3), 100
+    package_dir = os.path.dirname(reda_jax.__file__)
 
-    def rate(env, n=1500):
+    def calls(env):
         env.reset(seed=0)
-        t = time.perf_counter()
-        for _ in range(n):
-            if env.step(action)[2]:
-                env.reset()
-        return n / (time.perf_counter() - t)
+        files = []
+        sys.setprofile(lambda frame, event, arg: event == "call"
+                       and files.append(frame.f_code.co_filename))
+        try:
+            for _ in range(n):
+                env.step(action)
+        finally:
+            sys.setprofile(None)
+        return files
 
-    best_w = best_b = 0.0
-    for _ in range(3):  # interleaved, best of three: robust to a busy machine
-        best_b = max(best_b, rate(bare))
-        best_w = max(best_w, rate(wrapped))
-    assert best_w >= 0.8 * best_b, (best_w, best_b)
+    in_wrapped, in_bare = calls(wrapped), calls(bare)
+    assert not [f for f in in_wrapped if f.startswith(package_dir)]
+    assert len(in_wrapped) - len(in_bare) == n
