@@ -44,7 +44,7 @@ def test_projection_scales_measured_epochs_to_the_presets_update_counts():
 def test_device_check_tiny_runs_on_cpu_and_writes_its_summary(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, JAX_PLATFORMS="cpu")
     out = subprocess.run(["bash", os.path.join(ROOT, "launch", "device_check.sh"), "--tiny",
-                          f"--out={tmp_path}", "--budget_s=1e9"], env=env,
+                          f"--out={tmp_path}", "--budget_s=1e9", "--repeats=1"], env=env,
                          capture_output=True, text=True, timeout=1490, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     report = json.load(open(tmp_path / "device_check.json"))

@@ -88,15 +88,15 @@ def _behavior_by_hand(workdir, collect_seed: int, checkpoint: int) -> float:
 @pytest.mark.timeout(900)
 def test_didactic_app_end_to_end(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.didactic", "--preset=smoke",
-                          f"--workdir={tmp_path}", "--noprogress", "--methods=bc,oracle,reda",
+                          f"--workdir={tmp_path}", "--noprogress", "--methods=bc,oracle,om_sac",
                           "--num_seeds=2", "--collect_seeds=0,1"],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    for label in ("| BC |", "| Oracle |", "| ReDA |", "collection 0:", "collection 1:",
+    for label in ("| BC |", "| Oracle |", "| OM-SAC |", "collection 0:", "collection 1:",
                   "Figure 2 not checked"):
         assert label in out.stdout, label
     result = json.loads((tmp_path / "didactic.json").read_text())
-    assert [r["method"] for r in result["rows"]] == ["behavior", "bc", "oracle", "reda"]
+    assert [r["method"] for r in result["rows"]] == ["behavior", "bc", "oracle", "om_sac"]
     assert "| Behavior (D1_train checkpoint) |" in out.stdout and "Floor (0.9x" in out.stdout
     # The behavior row: D1_train's checkpoint of task 1, rolled out by hand on the episodes
     # (reset seeds) the methods are evaluated on.
@@ -111,8 +111,8 @@ def test_didactic_app_end_to_end(tmp_path):
                     "task1_return_on_policy"):
             assert len(row[key]) == 4
     assert rows["bc"]["d_phi"] is None and rows["oracle"]["d_phi"] is None
-    assert len(rows["reda"]["d_phi"]) == 4 and all(d > 0 and np.isfinite(d)
-                                                   for d in rows["reda"]["d_phi"])
+    assert len(rows["om_sac"]["d_phi"]) == 4 and all(d > 0 and np.isfinite(d)
+                                                     for d in rows["om_sac"]["d_phi"])
     assert rows["bc"]["max_mean_q"] is None and len(rows["oracle"]["max_mean_q"]) == 4
     # Each collection is its own data, with its own checkpoints.
     for info in result["data"].values():
