@@ -20,7 +20,8 @@ from pathlib import Path
 from absl import flags
 
 from reda_jax.didactic import DEFAULT_METHODS, METHODS, behavior_return, behavior_row, \
-    didactic_data, draw_figure, figure2_verdict, floor_verdict, format_table, pool, run_method
+    didactic_data, draw_figure, figure2_verdict, floor_verdict, format_roles, format_table, pool, \
+    run_method
 from reda_jax.run_info import quiet_logs
 from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 
@@ -60,9 +61,7 @@ def main(argv):
         behavior.append(behavior_return(workdir, _PRESET.value, cs,
                                         infos[cs]["train1"]["checkpoint"]))
         infos[cs]["train1"]["eval_return"] = behavior[-1]
-        print(f"collection {cs}: " + ", ".join(
-            f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f})"
-            for k, v in infos[cs].items()), flush=True)
+        print(f"collection {cs}: {format_roles(infos[cs])}", flush=True)
         for m in _METHODS.value:
             per_method[m].append(run_method(m, _PRESET.value, _NUM_SEEDS.value, workdir, train,
                                             test, _PROGRESS.value))

@@ -222,17 +222,20 @@ def format_table(rows: list[dict], infos: dict) -> str:
         lines.append(f"| {METHOD_LABELS.get(r['method'], r['method'])} | "
                      + " | ".join(_cell(r[k]) for k, _ in COLUMNS)
                      + f" | {len(r['task1_return_on_policy'])} |")
-    data = []
-    for cs, info in infos.items():
-        roles = ", ".join(f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f}"
-                          + ("" if v.get("in_band", True) else
-                             f"; none in the {BAND:.0%} band, the closest")
-                          + (f"; {v['eval_return']:.1f} on the evaluation's episodes"
-                             if "eval_return" in v else "") + ")"
-                          for k, v in info.items())
-        data.append(f"- collection {cs}: {roles}")
+    data = [f"- collection {cs}: {format_roles(info)}" for cs, info in infos.items()]
     return ("\n".join(lines) + "\n\nCells: mean [95% t-interval] over seeds x collections. "
             "Data:\n" + "\n".join(data))
+
+
+def format_roles(info: dict) -> str:
+    """One collection's roles: checkpoint, return, whether it was in band (info of
+    `didactic_data`, with 'eval_return' where the behavior row measured it)."""
+    return ", ".join(f"{k} = checkpoint {v['checkpoint']} (return {v['return']:.1f}"
+                     + ("" if v.get("in_band", True) else
+                        f"; none in the {BAND:.0%} band, the closest")
+                     + (f"; {v['eval_return']:.1f} on the evaluation's episodes"
+                        if "eval_return" in v else "") + ")"
+                     for k, v in info.items())
 
 
 def behavior_row(returns: list[float]) -> dict:
