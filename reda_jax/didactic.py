@@ -82,6 +82,11 @@ MIN_EPISODES = 20
 """A checkpoint's return must be the mean of at least this many complete episodes."""
 
 
+def in_band(ret: float, role: str) -> bool:
+    """Whether a mean return lies within BAND x TARGETS[role] of the role's target."""
+    return bool(abs(ret - TARGETS[role]) <= BAND * TARGETS[role])
+
+
 def choose_checkpoints(returns_csv: str, min_episodes: int = MIN_EPISODES) -> dict[str, int]:
     """{'train1', 'train2', 'test1', 'test2': checkpoint}. Each role takes, among its task's
     checkpoints with >= min_episodes complete episodes (and not its task's train checkpoint), the
@@ -103,8 +108,8 @@ def choose_checkpoints(returns_csv: str, min_episodes: int = MIN_EPISODES) -> di
             raise ValueError(f"{returns_csv}: no checkpoint of {names[int(role[-1]) - 1]} with "
                              f">= {min_episodes} episodes for role {role}")
         target = TARGETS[role]
-        in_band = [k for k in options if abs(task[k] - target) <= BAND * target]
-        chosen[role] = in_band[0] if in_band else min(
+        fitting = [k for k in options if in_band(task[k], role)]
+        chosen[role] = fitting[0] if fitting else min(
             options, key=lambda k: (abs(task[k] - target), k))
     return chosen
 
@@ -137,8 +142,7 @@ def didactic_data(workdir: Path, preset: str, collect_seed: int = 0) -> tuple[di
     info = {}
     for role, k in chosen.items():
         ret = returns[(tasks[int(role[-1]) - 1].name, k)]
-        info[role] = {"checkpoint": k, "return": ret,
-                      "in_band": bool(abs(ret - TARGETS[role]) <= BAND * TARGETS[role])}
+        info[role] = {"checkpoint": k, "return": ret, "in_band": in_band(ret, role)}
     return train, test, info
 
 

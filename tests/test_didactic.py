@@ -55,6 +55,9 @@ def test_checkpoints_are_the_earliest_in_band_by_return(tmp_path):
     _write_returns(path, returns)
     chosen = choose_checkpoints(str(path))
     assert chosen["train1"] == 1 and chosen["test1"] == 2
+    # What the run reports as in band: the band's edges count, outside them does not.
+    assert didactic.in_band(40.0, "test1") and didactic.in_band(120.0, "train1")
+    assert not didactic.in_band(75.0, "train1") and not didactic.in_band(60.1, "train2")
 
 
 def _behavior_by_hand(workdir, collect_seed: int, checkpoint: int) -> float:
