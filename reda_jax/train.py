@@ -41,6 +41,9 @@ from reda_jax.validate import InputError
 
 SCANNED = ("encoder/", "adversary/", "meta/", "generative/")
 EMBEDDING_WINDOWS = 200  # context windows per task and seed in embeddings.npz
+# Wall seconds per stage ('stage1_s', 'representation_s', 'meta_policy_s', 'evaluation_s'),
+# summed over every process that worked on the run (epochs redone after a kill included).
+TIMING_FILE = "timing.json"
 PROTOCOLS = ("on_policy", "off_policy")
 
 
@@ -360,7 +363,7 @@ class Trainer:
             from reda_jax.baselines.prompt_dt import make_dt_data
             self.meta_data = make_dt_data(data.train_arrays)
         self.metrics = MetricsLog(self.workdir)
-        self.timing: dict[str, float] = {}
+        self.timing: dict[str, float] = _read_timing(self.workdir)
         self.num_seeds = config.num_seeds
         m = self.method
         if m.stage1 is not None:
@@ -432,6 +435,14 @@ class Trainer:
                 raise Preempted(f"epoch budget used up at epoch {epoch}; run again to resume")
         store.maybe_save(epoch, tree, done)
 
+    def _clock(self, key: str, since: float) -> float:
+        """Adds the wall seconds since `since` to timing[key] (kept in timing.json, so a
+        resumed run's results.json counts every process's time); returns now."""
+        now = time.time()
+        self.timing[key] = self.timing.get(key, 0.0) + now - since
+        write_json_atomic(self.workdir / TIMING_FILE, self.timing)
+        return now
+
     def _store(self, stage: str) -> _StageCheckpoints:
         return _StageCheckpoints(self.workdir, stage, self.config.checkpoint_interval_s,
                                  configs.to_dict(self.config), self.log)
@@ -482,8 +493,8 @@ class Trainer:
             bar.update(1)
             key = "dynamics/holdout_mse" if "dynamics/holdout_mse" in seeds else next(iter(seeds))
             bar.set_postfix({key.split("/")[-1]: f"{seeds[key].mean():.4g}"}, refresh=False)
+            t0 = self._clock("stage1_s", t0)
         bar.close()
-        self.timing["stage1_s"] = time.time() - t0
         return state
 
     def train_representation(self, stage1_state):
@@ -515,8 +526,8 @@ class Trainer:
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v.mean():.3f}" for k, v in seeds.items()
                              if k.endswith(("/loss", "test_task_id_accuracy"))}, refresh=False)
+            t0 = self._clock("representation_s", t0)
         bar.close()
-        self.timing["representation_s"] = time.time() - t0
         return state
 
     def _trains_encoder_in_meta(self) -> bool:
@@ -567,7 +578,7 @@ class Trainer:
         self._cut_logs("meta_policy", epoch, done)
         _truncate_jsonl(self.workdir / "eval_history.jsonl", epoch)
         bar = self._bar(m.meta_epochs, epoch, "stage 3: meta-policy")
-        t0, t_eval = time.time(), 0.0
+        t0 = time.time()
         while not done:
             epoch += 1
             state, metrics = self._meta_epoch(state, frozen, self.meta_data,
@@ -575,16 +586,15 @@ class Trainer:
             self._epoch_done("meta_policy", epoch, metrics)
             done = epoch >= m.meta_epochs
             if epoch % m.eval_every == 0 or done:
-                te = time.time()
+                t0 = self._clock("meta_policy_s", t0)
                 summary = self.evaluate(state, frozen, epoch)
-                t_eval += time.time() - te
+                t0 = self._clock("evaluation_s", t0)
                 bar.set_postfix(on=f"{summary['on_policy']['mean_return']:.0f}",
                                 off=f"{summary['off_policy']['mean_return']:.0f}", refresh=False)
             self._spend(store, epoch, state, done)
             bar.update(1)
+            t0 = self._clock("meta_policy_s", t0)
         bar.close()
-        self.timing["meta_policy_s"] = time.time() - t0 - t_eval
-        self.timing["evaluation_s"] = t_eval
         history = _read_jsonl(self.workdir / "eval_history.jsonl")
         if not history or history[-1]["epoch"] != epoch:
             self.log(f"warning: {self.workdir / 'eval_history.jsonl'} lacks the final epoch "
@@ -675,6 +685,18 @@ def method_data_stats(algo: str, arrays: Sequence[dict]) -> dict:
 
         return {**stats, "target_return": max(best_return(a) for a in arrays)}
     return stats
+
+
+def _read_timing(workdir: Path) -> dict[str, float]:
+    """The run's timing.json ({} if none yet)."""
+    path = workdir / TIMING_FILE
+    try:
+        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, AttributeError) as e:
+        raise InputError(f"{path}: not a timing record ({e}); delete it to restart the "
+                         "run's timings") from e
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -22,7 +22,8 @@ from reda_jax.data import store
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.metrics_log import read_metrics
 from reda_jax.run_info import prepare_run_dir
-from reda_jax.train import Trainer, check_run_checkpoints, make_train_data
+from reda_jax.train import TIMING_FILE, Preempted, Trainer, check_run_checkpoints, \
+    make_train_data
 from reda_jax.envs.tasks import get_task_set
 
 TS = "hopper-gravity"
@@ -399,6 +400,31 @@ def test_damaged_run_recovers_to_the_same_result(finished_run, smoke_dir, tmp_pa
         assert (w / "metrics.csv").read_text() == finished_run[2]
     history = [json.loads(l) for l in (w / "eval_history.jsonl").read_text().splitlines()]
     assert history[-1]["epoch"] == results["epoch"]
+
+
+STAGE_TIMES = ("meta_policy_s", "evaluation_s")   # what a BC run spends its time on
+
+
+def test_a_finished_run_resumed_keeps_the_times_its_training_took(finished_run, smoke_dir,
+                                                                  tmp_path):
+    """Resuming a finished run (e.g. to pool tables) trains nothing: its results.json must
+    keep the stage times of the processes that trained it, not report them as missing."""
+    w = _copy_run(finished_run, tmp_path)
+    before = finished_run[1]["timing_s"]
+    assert all(before[k] > 0 for k in STAGE_TIMES), before
+    after = _run(smoke_dir, w)["timing_s"]
+    assert {k: after[k] for k in STAGE_TIMES} == {k: before[k] for k in STAGE_TIMES}
+
+
+def test_a_preempted_run_adds_the_times_of_both_processes(smoke_dir, tmp_path):
+    w = tmp_path / "run"
+    with pytest.raises(Preempted):
+        _run(smoke_dir, w, epoch_budget=1)
+    first = json.loads((w / TIMING_FILE).read_text())["meta_policy_s"]
+    assert first > 0
+    total = _run(smoke_dir, w)["timing_s"]["meta_policy_s"]
+    assert total > first
+    assert total == json.loads((w / TIMING_FILE).read_text())["meta_policy_s"]
 
 
 def test_stage_without_a_restorable_checkpoint_says_what_to_do(capsys, finished_run, tmp_path,
