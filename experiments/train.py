@@ -10,6 +10,7 @@ adversarial augmentation + encoder, meta-policy; see reda_jax.methods) with all 
 vmapped, then evaluates both protocols in the simulator; prints the table and writes results.json.
 Start the same command again after a kill: it resumes from the last checkpoint.
 `--from_stage=representation --from_workdir=DIR` reuses DIR's finished dynamics models.
+`--set=meta.q_weight=0 --workdir=DIR` overrides any config field (dotted as in config.json).
 """
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ _FROM_STAGE = flags.DEFINE_enum("from_stage", None, list(STAGES),
                                 "Start at this stage, reusing --from_workdir's earlier stages.")
 _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None, "Run directory to reuse stages from.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "Override one config field, dotted as in config.json, e.g. "
+    "--set=meta.q_weight=0.05 (repeatable; values are Python literals). Needs --workdir, so "
+    "that a probe never lands in the default tree that experiments.tables reads.")
 
 
 def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,
@@ -95,6 +100,9 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> None:
     writable_dir("workdir", f.workdir)
     if f.data_dir is not None and Path(f.data_dir).exists() and not Path(f.data_dir).is_dir():
         raise InputError(f"--data_dir: {f.data_dir} exists and is not a directory")
+    if f.set and f.workdir is None:
+        raise InputError("--set needs --workdir: an overridden run must not land in the "
+                         "default runs/<task_set>/<method>/ tree that experiments.tables pools")
     if f.from_workdir is not None:
         src = Path(f.from_workdir)
         if not (src / "config.json").is_file():
@@ -111,6 +119,8 @@ def main(argv):
         config = build_config(_TASK_SET.value, _PRESET.value, k, _ABLATION.value,
                               _NUM_SEEDS.value, _SEED.value, _NUM_MODELS.value, _LAMBDA1.value,
                               _LAMBDA2.value, _ALGO.value)
+        for assignment in _SET.value:
+            config = configs.override(config, assignment)
     except ValueError as e:
         raise InputError(str(e))
     method = method_name(_ALGO.value, _ABLATION.value)

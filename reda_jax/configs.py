@@ -545,6 +545,44 @@ def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> Tr
     return dataclasses.replace(config, **overrides)
 
 
+def override(config: Any, assignment: str) -> Any:
+    """`config` (a nested frozen dataclass) with one field set from 'dotted.path=value', e.g.
+    'meta.q_weight=0.05' or 'eval.max_steps=None'. The value is a Python literal (a bare word
+    is a string) and must fit the field's current type (an int where a float is wanted is
+    converted); raises ValueError naming the unknown field or the misfit value."""
+    import ast
+    path, sep, text = assignment.partition("=")
+    if not sep or not path:
+        raise ValueError(f"{assignment!r}: expected dotted.field=value")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    names = path.split(".")
+
+    def put(obj: Any, i: int) -> Any:
+        fields = {f.name for f in dataclasses.fields(obj)}
+        if names[i] not in fields:
+            where = ".".join(names[:i]) or type(obj).__name__
+            raise ValueError(f"{path}: {where} has no field {names[i]!r}; fields: "
+                             f"{', '.join(sorted(fields))}")
+        old = getattr(obj, names[i])
+        if i + 1 < len(names):
+            if not dataclasses.is_dataclass(old):
+                raise ValueError(f"{path}: {'.'.join(names[:i + 1])} is a value, not a section")
+            return dataclasses.replace(obj, **{names[i]: put(old, i + 1)})
+        if dataclasses.is_dataclass(old):
+            raise ValueError(f"{path} is a section; set one of its fields")
+        new = value
+        if isinstance(old, float) and type(value) is int:
+            new = float(value)
+        elif old is not None and value is not None and type(new) is not type(old):
+            raise ValueError(f"{path}: {text!r} is not a {type(old).__name__} (now {old!r})")
+        return dataclasses.replace(obj, **{names[i]: new})
+
+    return put(config, 0)
+
+
 def to_dict(config: Any) -> dict:
     """A JSON-able dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)

@@ -4,6 +4,7 @@ left that would later be read as valid. One smoke dataset and one finished smoke
 shared by every case (docs/reliability.md)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -123,6 +124,11 @@ TRAIN_FLAG_CASES = [
     (["--workdir=/sys/reda_run"], "--workdir: /sys is not writable"),
     (["--data_dir=A_FILE"], "--data_dir:"),
     (["positional"], "unexpected arguments ['positional']"),
+    (["--set=meta.qweight=0"], "meta.qweight: meta has no field 'qweight'; fields: "),
+    (["--set=meta.q_weight=high"], "meta.q_weight: 'high' is not a float"),
+    (["--set=meta=1"], "meta is a section"),
+    (["--set=meta.q_weight"], "expected dotted.field=value"),
+    (["--set=meta.context_source='window'"], "context_source"),
 ]
 
 
@@ -180,6 +186,22 @@ SWEEP_CASES = [
     (dict(slurm_gpus=-1), "--slurm_gpus: must be an integer >= 0"),
     (dict(mode="local", runs_root="A_FILE"), "--runs_root:"),
 ]
+
+
+def test_set_overrides_reach_the_run_and_need_a_workdir(capsys, tmp_path, monkeypatch):
+    got = []
+    monkeypatch.setattr(train_app, "run_training", lambda config, *a, **k: got.append(config))
+    base = ["--task_set=hopper-gravity", "--preset=smoke", "--algo=oracle",
+            f"--data_dir={tmp_path / 'data'}"]
+    code, _ = _train_main(capsys, base + [f"--workdir={tmp_path / 'w'}", "--set=meta.q_weight=0",
+                                          "--set=eval.num_episodes=7"])
+    assert code == 0 and got[0].meta.q_weight == 0.0 and got[0].eval.num_episodes == 7
+    assert isinstance(got[0].meta.q_weight, float)
+    default = build_config(TS, "smoke", 1, algo="oracle")
+    assert default.meta.q_weight != 0.0 and default.eval.num_episodes != 7
+    assert dataclasses.replace(got[0], meta=default.meta, eval=default.eval) == default
+    code, err = _train_main(capsys, base + ["--set=meta.q_weight=0"])
+    assert code == 2 and "--set needs --workdir" in err
 
 
 @pytest.mark.parametrize("kw,first", SWEEP_CASES, ids=[str(k) for k, _ in SWEEP_CASES])
