@@ -5,6 +5,7 @@ so they can be closed over by jitted factories; `to_dict` gives the JSON saved i
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 from typing import Any, Mapping
@@ -550,7 +551,6 @@ def override(config: Any, assignment: str) -> Any:
     'meta.q_weight=0.05' or 'eval.max_steps=None'. The value is a Python literal (a bare word
     is a string) and must fit the field's current type (an int where a float is wanted is
     converted); raises ValueError naming the unknown field or the misfit value."""
-    import ast
     path, sep, text = assignment.partition("=")
     if not sep or not path:
         raise ValueError(f"{assignment!r}: expected dotted.field=value")

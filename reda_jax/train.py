@@ -437,7 +437,8 @@ class Trainer:
 
     def _clock(self, key: str, since: float) -> float:
         """Adds the wall seconds since `since` to timing[key] (kept in timing.json, so a
-        resumed run's results.json counts every process's time); returns now."""
+        resumed run's results.json counts every process's time); returns now. Called before
+        an epoch's checkpoint, so an epoch budget's stop keeps that epoch's time."""
         now = time.time()
         self.timing[key] = self.timing.get(key, 0.0) + now - since
         write_json_atomic(self.workdir / TIMING_FILE, self.timing)
@@ -489,11 +490,11 @@ class Trainer:
             state, metrics = self._stage1_epoch(state, self.stage1_data, epoch_keys(keys, epoch))
             seeds = self._epoch_done("dynamics", epoch, metrics)
             done = bool(np.all(converged(state))) or epoch >= m.stage1_epochs
+            t0 = self._clock("stage1_s", t0)
             self._spend(store, epoch, state, done)
             bar.update(1)
             key = "dynamics/holdout_mse" if "dynamics/holdout_mse" in seeds else next(iter(seeds))
             bar.set_postfix({key.split("/")[-1]: f"{seeds[key].mean():.4g}"}, refresh=False)
-            t0 = self._clock("stage1_s", t0)
         bar.close()
         return state
 
@@ -522,11 +523,11 @@ class Trainer:
                 metrics = {**metrics, **{f"encoder/{k}": v for k, v in acc.items()}}
             seeds = self._epoch_done("representation", epoch, metrics)
             done = epoch >= m.representation_epochs
+            t0 = self._clock("representation_s", t0)
             self._spend(store, epoch, state, done)
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v.mean():.3f}" for k, v in seeds.items()
                              if k.endswith(("/loss", "test_task_id_accuracy"))}, refresh=False)
-            t0 = self._clock("representation_s", t0)
         bar.close()
         return state
 
@@ -591,9 +592,9 @@ class Trainer:
                 t0 = self._clock("evaluation_s", t0)
                 bar.set_postfix(on=f"{summary['on_policy']['mean_return']:.0f}",
                                 off=f"{summary['off_policy']['mean_return']:.0f}", refresh=False)
+            t0 = self._clock("meta_policy_s", t0)
             self._spend(store, epoch, state, done)
             bar.update(1)
-            t0 = self._clock("meta_policy_s", t0)
         bar.close()
         history = _read_jsonl(self.workdir / "eval_history.jsonl")
         if not history or history[-1]["epoch"] != epoch:
@@ -694,7 +695,7 @@ def _read_timing(workdir: Path) -> dict[str, float]:
         return {k: float(v) for k, v in json.loads(path.read_text()).items()}
     except FileNotFoundError:
         return {}
-    except (ValueError, AttributeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: not a timing record ({e}); delete it to restart the "
                          "run's timings") from e
 
