@@ -2,6 +2,7 @@
 
   python -m experiments.didactic                         # see README for the measured time
   python -m experiments.didactic --preset=smoke --workdir=/tmp/didactic   # ~2 min
+  python -m experiments.didactic --workdir=runs/didactic_q0 --set=meta.q_weight=0   # a probe
 
 For each collection seed (--collect_seeds): trains behavior SAC on InvertedPendulum at
 gravity x1.0 and x2.0, picks checkpoints by return (`reda_jax.didactic.choose_checkpoints`),
@@ -21,7 +22,7 @@ from absl import flags
 
 from reda_jax.didactic import DEFAULT_METHODS, METHODS, behavior_return, behavior_row, \
     didactic_data, draw_figure, figure2_verdict, floor_verdict, format_roles, format_table, pool, \
-    run_method
+    run_method, train_config
 from reda_jax.run_info import quiet_logs
 from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 
@@ -34,6 +35,10 @@ _COLLECT_SEEDS = flags.DEFINE_list("collect_seeds", ["0", "1"],
                                    "Independent data collections (behavior SAC seeds).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/didactic", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "Override one config field of every method, dotted as in config.json, e.g. "
+    "--set=meta.q_weight=0 (repeatable; values are Python literals). Needs --workdir, so that "
+    "a probe never mixes into the default run.")
 
 
 def check_flags(argv: list[str], f=flags.FLAGS) -> list[int]:
@@ -45,6 +50,14 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> list[int]:
     seeds = ints("collect_seeds", f.collect_seeds, low=0)
     if len(set(seeds)) != len(seeds):
         raise InputError(f"--collect_seeds: must be distinct integers >= 0, got {seeds}")
+    if f.set and not f["workdir"].present:
+        raise InputError("--set: give --workdir too, so that the overridden runs stay apart "
+                         "from the default ones")
+    for method in f.methods:
+        try:
+            train_config(method, f.preset, f.num_seeds, tuple(f.set))
+        except ValueError as e:
+            raise InputError(f"--set: {e}")
     writable_dir("workdir", f.workdir)
     return seeds
 
@@ -64,7 +77,7 @@ def main(argv):
         print(f"collection {cs}: {format_roles(infos[cs])}", flush=True)
         for m in _METHODS.value:
             per_method[m].append(run_method(m, _PRESET.value, _NUM_SEEDS.value, workdir, train,
-                                            test, _PROGRESS.value))
+                                            test, _PROGRESS.value, tuple(_SET.value)))
     rows = [behavior_row(behavior)] + [pool(v) for v in per_method.values()]
     table = format_table(rows, infos)
     verdict = floor_verdict(rows) + "\n\n" + figure2_verdict(rows)

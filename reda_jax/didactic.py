@@ -58,8 +58,10 @@ returned 101.1 on them against 89.4 over its ~110 data episodes (collection 0): 
 for a 0.9x bar. Batched simulation makes 50 cheap (a few seconds per evaluation)."""
 
 
-def train_config(method: str, preset: str, num_seeds: int | None) -> configs.TrainConfig:
-    """mini-sized learners, shortened so that three methods fit in ~20 min on 2 cores."""
+def train_config(method: str, preset: str, num_seeds: int | None,
+                 overrides: tuple[str, ...] = ()) -> configs.TrainConfig:
+    """mini-sized learners, shortened so that three methods fit in ~20 min on 2 cores;
+    then each 'dotted.field=value' of `overrides` (`configs.override`)."""
     if preset == "smoke":
         config = configs.train_preset("smoke", TASK_SET, algo=method)
     else:
@@ -73,6 +75,8 @@ def train_config(method: str, preset: str, num_seeds: int | None) -> configs.Tra
             eval=dataclasses.replace(base.eval, num_episodes=EVAL_EPISODES))
     if num_seeds is not None:
         config = dataclasses.replace(config, num_seeds=num_seeds)
+    for assignment in overrides:
+        config = configs.override(config, assignment)
     return dataclasses.replace(config, data_preset="didactic")
 
 
@@ -158,12 +162,12 @@ def behavior_return(workdir: Path, preset: str, collect_seed: int, checkpoint: i
 
 
 def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, train: dict,
-               test: dict, show_progress: bool) -> dict:
+               test: dict, show_progress: bool, overrides: tuple[str, ...] = ()) -> dict:
     """Trains one method on one collection; returns per-seed lists: the task-1 return with
     D1_test contexts (off-policy protocol), with D1_train contexts, on-policy; d(phi) (None
     for bc / oracle); the largest per-epoch mean Q of the critics (None for BC objectives)."""
     from reda_jax.train import Trainer, make_train_data
-    config = train_config(method, preset, num_seeds)
+    config = train_config(method, preset, num_seeds, overrides)
     run_dir = prepare_run_dir(workdir / method, {"train": configs.to_dict(config),
                                                  "data_dir": str(workdir / "data")})
     task_set = get_task_set(TASK_SET)

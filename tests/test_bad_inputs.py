@@ -224,6 +224,7 @@ APP_CASES = [
     (["experiments.didactic", "--collect_seeds=0,a"], "--collect_seeds"),
     (["experiments.didactic", "--collect_seeds=1,1"], "--collect_seeds"),
     (["experiments.didactic", "--methods=foo"], "--methods"),
+    (["experiments.didactic", "--set=meta.no_such_field=1"], "--set"),
     (["launch.sweep", "--num_seeds=0"], "--num_seeds"),
     (["launch.collect_all", "--task_sets=foo", "--dry_run"], "--task_sets"),
     (["experiments.tables", "--runs=/nonexistent/runs"], "--runs"),

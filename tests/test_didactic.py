@@ -1,5 +1,6 @@
 """The didactic example: Eq. 8's metric, the checkpoint choice, and the app end to end."""
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -86,6 +87,19 @@ def _behavior_by_hand(workdir, collect_seed: int, checkpoint: int) -> float:
             total, done, steps = total + r, term or trunc, steps + 1
         returns.append(total)
     return float(np.mean(returns))
+
+
+def test_overrides_reach_every_method_after_the_didactic_sizes():
+    base = didactic.train_config("reda", "default", 5)
+    config = didactic.train_config("reda", "default", 5,
+                                   ("meta.q_weight=0", "meta.num_epochs=3"))
+    assert base.meta.q_weight == 0.1 and base.meta.num_epochs == 10
+    assert config.meta.q_weight == 0.0 and isinstance(config.meta.q_weight, float)
+    assert config.meta.num_epochs == 3           # an override beats the didactic's own size
+    assert config.data_preset == "didactic" and config.num_seeds == 5
+    assert dataclasses.replace(config, meta=base.meta) == base   # nothing else changed
+    with pytest.raises(ValueError, match="no field 'qq'"):
+        didactic.train_config("bc", "default", 5, ("meta.qq=1",))
 
 
 @pytest.mark.timeout(900)
