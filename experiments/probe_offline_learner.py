@@ -64,6 +64,7 @@ VARIANTS = {
     "bcmean": (dict(bc_on_mean=True), {}),
     # the current defaults with one field changed
     "nonorm": (dict(normalize_states=False), {}),
+    "bcstd": (dict(bc_error="standardized"), {}),
     # relative to the defaults before normalize_states / bc_on_mean / 'independent' /
     # 'window' became the defaults: each of them alone on top of that recipe
     "transition_current_sample": (dict(context_source="transition", acting_query="current",

@@ -248,6 +248,13 @@ class MetaPolicyConfig:
     the smallest weight that keeps an RL term."""
     bc_weight: float = 1.0
     """Weight of the behavior-cloning squared error (reference code: 1.0)."""
+    bc_error: str = "raw"
+    """The SAC+BC actor's BC error: 'raw' (sum over action dimensions of (a - a_data)^2, as
+    TD3+BC and the reference code) or 'standardized' (each dimension divided by the training
+    data's action variance, floored at std 1e-3, so that the BC term, like the Q term under
+    TD3+BC's 1 / mean|Q|, does not depend on the data's scale: single-policy data whose
+    actions span a few hundredths of the range make the raw term ~1000x weaker than on
+    D4RL-like data)."""
     clip_td_target: bool = True
     """Clip TD targets to the range any return can take given the training data's rewards,
     [min(0, r_min), max(0, r_max)] / (1 - gamma) (`algos.sac.value_bounds`); the reference
@@ -301,11 +308,14 @@ class MetaPolicyConfig:
         if self.oracle_code not in ORACLE_CODES:
             raise ValueError(f"oracle_code must be one of {ORACLE_CODES}, got "
                              f"{self.oracle_code!r}")
+        if self.bc_error not in BC_ERRORS:
+            raise ValueError(f"bc_error must be one of {BC_ERRORS}, got {self.bc_error!r}")
 
 
 CONTEXT_SOURCES = ("transition", "independent")
 ACTING_QUERIES = ("current", "window")
 ORACLE_CODES = ("multiplier", "standardized")
+BC_ERRORS = ("raw", "standardized")
 
 ALGOS = ("reda", "om_sac", "om_bc", "focal", "corro", "prompt_dt", "bc", "oracle")
 """Methods; `bc` (behavior cloning without context) and `oracle` (stage 3's learner given the

@@ -107,12 +107,13 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 termination_fn: Callable, steps_per_dynamics_epoch: int = 1,
                 steps_per_reward_epoch: int = 1, delta_std: np.ndarray | None = None,
                 state_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                target_return: float | None = None,
+                action_std: np.ndarray | None = None, target_return: float | None = None,
                 reward_range: tuple[float, float] | None = None,
                 train_multipliers: tuple[float, ...] | None = None) -> Method:
     """The Method of config.algo. delta_std (ds,): std of s' - s in the training data
     (corro's noise negatives); state_stats (mean, std) of the training states: prompt_dt
-    and stage 3's normalize_states; target_return: prompt_dt;
+    and stage 3's normalize_states; action_std (da,) of the training actions: stage 3's
+    bc_error 'standardized'; target_return: prompt_dt;
     reward_range (r_min, r_max) of the training data: stage 3's TD-target clip;
     train_multipliers (T,): the training tasks' multipliers (oracle)."""
     algo, mcfg, ecfg = config.algo, config.meta, config.encoder
@@ -122,7 +123,7 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                  representation_epochs=0, frozen_params=_no_frozen, history=0, window=K,
                  meta_data_kind="windows", meta_epochs=mcfg.num_epochs,
                  eval_every=mcfg.eval_every)
-    meta_kw = dict(reward_range=reward_range, state_stats=state_stats)
+    meta_kw = dict(reward_range=reward_range, state_stats=state_stats, action_std=action_std)
 
     def context_method(name, learner: meta_lib.MetaLearner, **stages) -> Method:
         return Method(**{**empty, **stages}, name=name, init_meta=learner.init,

@@ -671,10 +671,11 @@ def method_label(config: configs.TrainConfig) -> str:
 
 def method_data_stats(algo: str, arrays: Sequence[dict]) -> dict:
     """Host statistics of the training data the methods need (see make_method): every
-    method gets the training states' (mean, std)."""
+    method gets the training states' (mean, std) and the actions' std (all tasks pooled)."""
     from reda_jax.baselines.prompt_dt import returns_to_go, state_stats
 
-    stats = {"state_stats": state_stats(arrays)}
+    actions = np.concatenate([np.asarray(a["actions"], np.float64) for a in arrays])
+    stats = {"state_stats": state_stats(arrays), "action_std": actions.std(0).astype(np.float32)}
     if algo == "corro":
         delta = np.concatenate([a["next_observations"] - a["observations"] for a in arrays])
         return {**stats, "delta_std": delta.std(0).astype(np.float32) + 1e-6}

@@ -81,3 +81,10 @@ def test_actor_objective_sac_and_td3bc_by_hand():
     # The Q scale is held constant: the gradient wrt q is -q_weight / (B * mean|Q|).
     g = jax.grad(lambda qq: actor_objective(logp, qq, alpha, 2.5, 1.5, a, data_a))(q)
     np.testing.assert_allclose(g, -2.5 / (2 * mean_abs_q), rtol=1e-4)
+    # Per-dimension BC weights (bc_error 'standardized': 1 / the data's action variance).
+    scale = jnp.array([100.0, 4.0])
+    bc_scaled = np.array([100 * 0.01 + 4 * 0.04, 4 * 1.0])
+    expected = np.mean(0.2 * np.array([0.5, -1.0]) - 2.5 * np.array([2.0, -4.0]) / mean_abs_q
+                       + 1.5 * bc_scaled)
+    got = float(actor_objective(logp, q, alpha, 2.5, 1.5, a, data_a, bc_scale=scale))
+    assert got == pytest.approx(expected, rel=1e-5)

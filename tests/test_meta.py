@@ -228,10 +228,12 @@ def _narrow_oracle(cfg: MetaPolicyConfig) -> tuple[float, float]:
     trained for one epoch on two narrow tasks."""
     data = stack_datasets([_narrow_task_data(0), _narrow_task_data(1)])
     obs = np.asarray(data.transitions.observations).reshape(-1, 4)
+    acts = np.asarray(data.transitions.actions).reshape(-1, 1)
     learner = meta_lib.make_meta_learner(cfg, 4, 1, 2, K, 1, encode=meta_lib.no_context,
                                          reward_range=(1.0, 1.0),
                                          task_features=np.array([[1.0], [2.0]]),
-                                         state_stats=(obs.mean(0), obs.std(0)))
+                                         state_stats=(obs.mean(0), obs.std(0)),
+                                         action_std=acts.std(0))
     state, metrics = jax.jit(learner.epoch)(learner.init(jax.random.key(0)), {}, data,
                                             jax.random.key(1))
     batch = jax.vmap(lambda d, k: sample_context_windows(d, k, 256, K))(
@@ -261,6 +263,27 @@ def test_default_offline_learner_stays_at_bc_level_on_narrow_data():
     assert default_err < 1.25 * bc_err and default_err < 0.15 * action_var, (
         default_err, bc_err, action_var)
     assert old_err > 2.0 * default_err, (old_err, default_err)
+
+
+@pytest.mark.timeout(300)
+def test_standardized_bc_error_holds_the_actor_on_narrow_data_under_a_strong_q_term():
+    """bc_error 'standardized' divides the BC error by the data's action variance (~0.02
+    here), so under TD3+BC's q_weight 2.5, which drags the raw-error actor off the data, the
+    actor stays close to it; it needs the data's action std."""
+    fast = SACConfig(hidden_dims=(64, 64), batch_size=64, tau=0.1)
+    strong = dict(sac=fast, updates_per_epoch=2000, q_weight=2.5)
+    raw_err, _ = _narrow_oracle(MetaPolicyConfig(**strong))
+    std_err, std_q = _narrow_oracle(MetaPolicyConfig(**strong, bc_error="standardized"))
+    action_var = float(np.var(_narrow_task_data(0)["actions"]))
+    assert std_err < 0.5 * raw_err and std_err < 0.15 * action_var, (std_err, raw_err)
+    assert std_q <= 100.0 + 1e-3
+    with pytest.raises(ValueError, match="action_std"):
+        meta_lib.make_meta_learner(MetaPolicyConfig(sac=fast, bc_error="standardized"), 4, 1,
+                                   2, K, 1, encode=meta_lib.no_context, reward_range=(1.0, 1.0),
+                                   task_features=np.array([[1.0], [2.0]]),
+                                   state_stats=(np.zeros(4), np.ones(4)))
+    with pytest.raises(ValueError, match="bc_error"):
+        MetaPolicyConfig(bc_error="scaled")
 
 
 def _copycat_data(seed: int, n: int = 2000, episode: int = 20) -> dict:

@@ -40,6 +40,9 @@ from reda_jax.networks.policies import TanhGaussianActor
 from reda_jax.types import Transitions
 
 OBJECTIVES = ("sac_bc", "bc")
+MIN_ACTION_STD = 1e-3
+"""Floor of the action std that config.bc_error 'standardized' divides by (a constant action
+dimension would otherwise get an unbounded weight)."""
 
 EncodeFn = Callable[[Any, Any, jax.Array, jax.Array, jax.Array], jax.Array]
 """(frozen, trainable, query (..., D), tokens (..., K, D), mask (..., K)) -> z (..., Z)."""
@@ -129,7 +132,8 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                       encoder_lr: float = 3e-4, objective: str = "sac_bc",
                       reward_range: tuple[float, float] | None = None,
                       task_features: jax.Array | None = None,
-                      state_stats: tuple[Any, Any] | None = None) -> MetaLearner:
+                      state_stats: tuple[Any, Any] | None = None,
+                      action_std: Any | None = None) -> MetaLearner:
     """init(key) -> MetaState;
     update(state, frozen, batch: ContextBatch (T, P, K, ...), key, context=None) -> (state,
         metrics); context: independent windows (T, P, K, ...) that give z
@@ -144,7 +148,9 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
         of task t get task_features[t]; `act` takes them as `task` (..., z_dim)), the
         encoder is unused.
     state_stats (mean (ds,), std (ds,)) of the training states: needed when
-        config.normalize_states, which standardises the policy's and critics' s (and s')."""
+        config.normalize_states, which standardises the policy's and critics' s (and s').
+    action_std (da,) of the training actions: needed when config.bc_error is 'standardized'
+        (the BC error of dimension d is divided by max(std_d, 1e-3)^2)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     T, K = num_tasks, window
@@ -169,9 +175,17 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
         if reward_range is None:
             raise ValueError("clip_td_target needs the training data's reward_range")
         bounds = value_bounds(float(reward_range[0]), float(reward_range[1]), config.sac.gamma)
+    bc_scale = 1.0
+    if config.bc_error == "standardized":
+        if action_std is None:
+            raise ValueError("bc_error 'standardized' needs the training data's action_std")
+        action_std = jnp.asarray(action_std, jnp.float32)
+        if action_std.shape != (act_dim,):
+            raise ValueError(f"action_std must be ({act_dim},), got {action_std.shape}")
+        bc_scale = 1.0 / jnp.maximum(action_std, MIN_ACTION_STD) ** 2
     sac = make_sac(config.sac, obs_dim + z_dim, act_dim, q_weight=config.q_weight,
                    bc_weight=config.bc_weight, actor_entropy=config.actor_entropy,
-                   target_bounds=bounds, bc_on_mean=config.bc_on_mean)
+                   target_bounds=bounds, bc_on_mean=config.bc_on_mean, bc_scale=bc_scale)
     bc_actor = TanhGaussianActor(config.sac.hidden_dims, act_dim, config.sac.log_std_min,
                                  config.sac.log_std_max)
     bc_opt = optax.adam(config.sac.actor_lr)

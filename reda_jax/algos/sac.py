@@ -82,30 +82,33 @@ class SAC(NamedTuple):
 def actor_objective(log_prob: jax.Array, q: jax.Array, alpha: jax.Array,
                     q_weight: float | None = None, bc_weight: float = 0.0,
                     actions: jax.Array | None = None, data_actions: jax.Array | None = None,
-                    entropy: bool = True) -> jax.Array:
+                    entropy: bool = True, bc_scale: jax.Array | float = 1.0) -> jax.Array:
     """The actor's loss from (B,) log pi(a~|s) and (B,) min-Q at the sampled actions a~ (B, da).
 
     q_weight None: SAC's mean(alpha * log pi - Q). Otherwise SAC+BC with TD3+BC scaling:
-    mean(alpha * log pi - q_weight * Q / stop_grad(mean|Q|) + bc_weight * |a~ - a_data|^2).
+    mean(alpha * log pi - q_weight * Q / stop_grad(mean|Q|)
+         + bc_weight * sum_dims bc_scale * (a~ - a_data)^2),
+    bc_scale a scalar or (da,) per-dimension weights (e.g. 1 / the data's action variance).
     entropy False drops the alpha * log pi term.
     """
     ent = alpha * log_prob if entropy else jnp.zeros_like(log_prob)
     if q_weight is None:
         return (ent - q).mean()
     scale = q_weight / jax.lax.stop_gradient(jnp.abs(q).mean() + 1e-6)
-    bc = ((actions - data_actions) ** 2).sum(-1)
+    bc = (bc_scale * (actions - data_actions) ** 2).sum(-1)
     return (ent - scale * q + bc_weight * bc).mean()
 
 
 def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | None = None,
              bc_weight: float = 0.0, actor_entropy: bool = True,
              target_bounds: tuple[float, float] | None = None,
-             bc_on_mean: bool = False) -> SAC:
+             bc_on_mean: bool = False, bc_scale: jax.Array | float = 1.0) -> SAC:
     """SAC (q_weight None) or offline SAC+BC (q_weight, bc_weight; see the module doc).
     actor_entropy False: no alpha * log pi term in the actor's loss; target_bounds (low,
     high): TD targets clipped to that range (e.g. `value_bounds` of the data's rewards);
     bc_on_mean: the BC error is that of the deterministic action tanh(mu(s)) (TD3+BC's
-    deterministic actor) instead of the sampled a~ (the reference code)."""
+    deterministic actor) instead of the sampled a~ (the reference code); bc_scale: weights of
+    the BC error's action dimensions, a scalar or (act_dim,) (`actor_objective`)."""
     actor = TanhGaussianActor(config.hidden_dims, act_dim, config.log_std_min, config.log_std_max,
                               network_init=config.network_init)
     critic = TwinCritic(config.hidden_dims, network_init=config.network_init)
@@ -158,7 +161,7 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | No
         q = critic.apply(critic_params, batch.observations, a).min(0)
         bc_actions = jnp.tanh(mean) if bc_on_mean else a
         loss = actor_objective(logp, q, jnp.exp(log_alpha), q_weight, bc_weight, bc_actions,
-                               batch.actions, actor_entropy)
+                               batch.actions, actor_entropy, bc_scale)
         info = {"actor_loss": loss, "entropy": -logp.mean()}
         if q_weight is not None:
             info["bc_mse"] = ((a - batch.actions) ** 2).sum(-1).mean()
