@@ -208,9 +208,13 @@ def pool(per_collection: list[dict]) -> dict:
     return out
 
 
-def _cell(values) -> str:
+def _cell(values, per_value: bool = False) -> str:
+    """mean [95% t-interval]; per_value: mean (each value), for a row of one value per
+    collection (the behavior checkpoints), where a t-interval over 2 numbers says little."""
     if values is None:
         return "–"
+    if per_value and len(values) > 1:
+        return f"{np.mean(values):.2f} (" + ", ".join(f"{v:.2f}" for v in values) + ")"
     from reda_jax.eval.plots import mean_interval
     mean, lo, hi = mean_interval(np.asarray(values, np.float64))
     return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" if len(values) > 1 else f"{mean:.2f}"
@@ -228,11 +232,12 @@ def format_table(rows: list[dict], infos: dict) -> str:
              "|---|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
         lines.append(f"| {METHOD_LABELS.get(r['method'], r['method'])} | "
-                     + " | ".join(_cell(r[k]) for k, _ in COLUMNS)
+                     + " | ".join(_cell(r[k], r["method"] == "behavior") for k, _ in COLUMNS)
                      + f" | {len(r['task1_return_on_policy'])} |")
     data = [f"- collection {cs}: {format_roles(info)}" for cs, info in infos.items()]
-    return ("\n".join(lines) + "\n\nCells: mean [95% t-interval] over seeds x collections. "
-            "Data:\n" + "\n".join(data))
+    return ("\n".join(lines) + "\n\nCells: mean [95% t-interval] over seeds x collections "
+            "(the behavior row: mean (each collection's checkpoint)). Data:\n"
+            + "\n".join(data))
 
 
 def format_roles(info: dict) -> str:

@@ -121,6 +121,8 @@ def test_didactic_app_end_to_end(tmp_path):
         k = info["train1"]["checkpoint"]
         assert result["rows"][0]["task1_return_on_policy"][int(cs)] == pytest.approx(
             _behavior_by_hand(tmp_path / f"collect{cs}", int(cs), k), rel=1e-6)
+    b = result["rows"][0]["task1_return_on_policy"]     # one checkpoint per collection: shown
+    assert f"| {np.mean(b):.2f} ({b[0]:.2f}, {b[1]:.2f}) |" in out.stdout   # not as a t-interval
     rows = {r["method"]: r for r in result["rows"][1:]}
     # Pooled over 2 seeds x 2 collections; d(phi) only for the learned representation.
     for row in rows.values():
