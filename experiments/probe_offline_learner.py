@@ -9,6 +9,8 @@ didactic's run of that method and collection), so only stage 3 changes.
   python -m experiments.probe_offline_learner --variant=old --num_checkpoints=12
   python -m experiments.probe_offline_learner --variant=clip_q01 --num_checkpoints=12
   python -m experiments.probe_offline_learner --algo=reda --num_seeds=5 --variant=independent
+  python -m experiments.probe_offline_learner --algo=reda --num_seeds=5 --variant=bcstd \
+      --collect_seed=1 --workdir=runs/probe_q01 --from_workdir=runs/didactic_q0/collect1/reda
 
 (--num_checkpoints=12 reproduces the data of docs/results.md's probe table, collected
 before the didactic moved to 24 checkpoints.)
