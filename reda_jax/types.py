@@ -79,3 +79,14 @@ class TrainState:
     params: dict
     opt_state: Any
     step: jax.Array
+
+
+def data_vector(value: Any, size: int, name: str, needed_for: str) -> jax.Array:
+    """`value` (a statistic of the training data, e.g. a per-dimension std) as a float32
+    (size,) array; ValueError naming it when it is missing or has another shape."""
+    if value is None:
+        raise ValueError(f"{needed_for} needs the training data's {name} ({size},)")
+    out = jax.numpy.asarray(value, jax.numpy.float32)
+    if out.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {out.shape}")
+    return out

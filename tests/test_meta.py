@@ -282,6 +282,11 @@ def test_standardized_bc_error_holds_the_actor_on_narrow_data_under_a_strong_q_t
                                    2, K, 1, encode=meta_lib.no_context, reward_range=(1.0, 1.0),
                                    task_features=np.array([[1.0], [2.0]]),
                                    state_stats=(np.zeros(4), np.ones(4)))
+    with pytest.raises(ValueError, match=r"action_std must have shape \(1,\), got \(2,\)"):
+        meta_lib.make_meta_learner(MetaPolicyConfig(sac=fast, bc_error="standardized"), 4, 1,
+                                   2, K, 1, encode=meta_lib.no_context, reward_range=(1.0, 1.0),
+                                   task_features=np.array([[1.0], [2.0]]),
+                                   state_stats=(np.zeros(4), np.ones(4)), action_std=np.ones(2))
     with pytest.raises(ValueError, match="bc_error"):
         MetaPolicyConfig(bc_error="scaled")
 

@@ -37,7 +37,7 @@ from reda_jax.algos.sac import make_sac, value_bounds
 from reda_jax.configs import MetaPolicyConfig
 from reda_jax.data.context import DeviceDataset, sample_context_windows
 from reda_jax.networks.policies import TanhGaussianActor
-from reda_jax.types import Transitions
+from reda_jax.types import Transitions, data_vector
 
 OBJECTIVES = ("sac_bc", "bc")
 MIN_ACTION_STD = 1e-3
@@ -177,11 +177,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
         bounds = value_bounds(float(reward_range[0]), float(reward_range[1]), config.sac.gamma)
     bc_scale = 1.0
     if config.bc_error == "standardized":
-        if action_std is None:
-            raise ValueError("bc_error 'standardized' needs the training data's action_std")
-        action_std = jnp.asarray(action_std, jnp.float32)
-        if action_std.shape != (act_dim,):
-            raise ValueError(f"action_std must be ({act_dim},), got {action_std.shape}")
+        action_std = data_vector(action_std, act_dim, "action_std", "bc_error 'standardized'")
         bc_scale = 1.0 / jnp.maximum(action_std, MIN_ACTION_STD) ** 2
     sac = make_sac(config.sac, obs_dim + z_dim, act_dim, q_weight=config.q_weight,
                    bc_weight=config.bc_weight, actor_entropy=config.actor_entropy,

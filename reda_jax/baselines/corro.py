@@ -30,7 +30,7 @@ from reda_jax.configs import CorroConfig
 from reda_jax.data.context import DeviceDataset
 from reda_jax.networks.transition_encoder import AttentionAggregator, RlkitMLP, TransitionMLP, \
     transitions_from_tokens
-from reda_jax.types import TrainState
+from reda_jax.types import TrainState, data_vector
 
 
 class CVAE(nn.Module):
@@ -205,11 +205,7 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
     if window < 2:
         raise ValueError(f"CORRO needs windows of >= 2 tokens (one transition), got {window}")
     if config.negatives == "noise":
-        if delta_std is None:
-            raise ValueError("negatives='noise' needs delta_std (ds,)")
-        delta_std = jnp.asarray(delta_std, jnp.float32)
-        if delta_std.shape != (obs_dim,):
-            raise ValueError(f"delta_std must have shape ({obs_dim},), got {delta_std.shape}")
+        delta_std = data_vector(delta_std, obs_dim, "delta_std", "negatives='noise'")
     e1 = TransitionMLP(tuple(config.hidden_dims), config.z_dim, "l2")
     e2 = AttentionAggregator()
     cvae = cvae_module(config, obs_dim)
