@@ -195,3 +195,26 @@ def test_a_field_added_after_a_run_keeps_it_resumable_only_at_the_behaviour_it_r
     # A field the current config lacks (removed from the code) is a difference.
     assert configs.differing_fields({"train": current}, {"train": old}) == [
         "train.meta.acting_query", "train.meta.actor_entropy", "train.meta.q_weight"]
+
+
+def test_method_data_stats_pool_the_tasks_and_reach_the_learner():
+    """action_std is the std of every training task's actions pooled (not per task, not of
+    the states), and make_method hands it to stage 3's standardised BC error."""
+    import dataclasses
+    from reda_jax.methods import make_method
+    from reda_jax.train import method_data_stats
+    rng = np.random.default_rng(0)
+    arrays = [{"observations": rng.normal(m, 1.0, (50, 3)).astype(np.float32),
+               "actions": rng.normal(m, 0.1, (50, 2)).astype(np.float32)} for m in (0.0, 1.0)]
+    stats = method_data_stats("oracle", arrays)
+    pooled = np.concatenate([a["actions"] for a in arrays])
+    np.testing.assert_allclose(stats["action_std"], pooled.std(0), rtol=1e-5)
+    assert stats["action_std"].min() > 0.4        # the tasks' offset, not each task's 0.1
+    config = build_config("inverted-pendulum-gravity", "smoke", 1, num_seeds=1, algo="oracle")
+    config = dataclasses.replace(config, meta=dataclasses.replace(config.meta,
+                                                                  bc_error="standardized"))
+    kw = dict(reward_range=(0.0, 1.0), train_multipliers=(1.0, 2.0),
+              termination_fn=lambda s, a, s2: np.zeros(s.shape[:-1], bool))
+    make_method(config, 3, 2, 2, **kw, **stats)        # builds with the stats it needs
+    with pytest.raises(ValueError, match="action_std"):
+        make_method(config, 3, 2, 2, **kw, state_stats=stats["state_stats"])

@@ -163,12 +163,8 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
     per_task = max(config.sac.batch_size // T, 1)
     normalize = lambda s: s
     if config.normalize_states:
-        if state_stats is None:
-            raise ValueError("normalize_states needs the training data's state_stats")
-        mean, std = (jnp.asarray(x, jnp.float32) for x in state_stats)
-        if mean.shape != (obs_dim,) or std.shape != (obs_dim,):
-            raise ValueError(f"state_stats must be two ({obs_dim},) arrays, got "
-                             f"{mean.shape} and {std.shape}")
+        mean, std = (data_vector(x, obs_dim, f"state_stats {name}", "normalize_states") for x, name
+                     in zip(state_stats or (None, None), ("mean", "std")))
         normalize = lambda s: (s - mean) / std
     bounds = None
     if config.clip_td_target:
