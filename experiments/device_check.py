@@ -28,7 +28,6 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from reda_jax import perf

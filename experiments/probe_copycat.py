@@ -13,7 +13,6 @@ task-1 on-policy return per seed.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 

@@ -156,15 +156,13 @@ def prototype_returns(trainer, config, num_windows: int = 1000) -> dict[str, lis
     from reda_jax.algos.contrastive import tokens_from_context
     from reda_jax.algos.sac import make_sac
     from reda_jax.baselines.prompt_dt import state_stats
-    from reda_jax.data.context import sample_context_windows
+    from reda_jax.data.context import sample_task_windows
     from reda_jax.eval import protocols
 
     meta_state, frozen = trainer.final_state
     method, data = trainer.method, trainer.data
     actor_params, trainable = method.act_params(meta_state)
-    T = data.train.transitions.rewards.shape[0]
-    windows = jax.vmap(lambda d, k: sample_context_windows(d, k, num_windows, method.window))(
-        data.train, jax.random.split(jax.random.key(7), T))
+    windows = sample_task_windows(data.train, jax.random.key(7), num_windows, method.window)
     tokens, mask, query = tokens_from_context(windows)
     z = jax.vmap(lambda f, tr: method.encode(f, tr, query, tokens, mask))(frozen, trainable)
     protos = z.mean(2)                                              # (S, T, Z)

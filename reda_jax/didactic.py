@@ -208,7 +208,7 @@ def pool(per_collection: list[dict]) -> dict:
     return out
 
 
-def _cell(values, per_value: bool = False) -> str:
+def format_cell(values, per_value: bool = False) -> str:
     """mean [95% t-interval]; per_value: mean (each value), for a row of one value per
     collection (the behavior checkpoints), where a t-interval over 2 numbers says little."""
     if values is None:
@@ -232,7 +232,7 @@ def format_table(rows: list[dict], infos: dict) -> str:
              "|---|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
         lines.append(f"| {METHOD_LABELS.get(r['method'], r['method'])} | "
-                     + " | ".join(_cell(r[k], r["method"] == "behavior") for k, _ in COLUMNS)
+                     + " | ".join(format_cell(r[k], r["method"] == "behavior") for k, _ in COLUMNS)
                      + f" | {len(r['task1_return_on_policy'])} |")
     data = [f"- collection {cs}: {format_roles(info)}" for cs, info in infos.items()]
     return ("\n".join(lines) + "\n\nCells: mean [95% t-interval] over seeds x collections "

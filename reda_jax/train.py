@@ -29,10 +29,10 @@ from reda_jax import configs
 from reda_jax.algos import contrastive, dynamics
 from reda_jax.algos.reda import DynamicsData
 from reda_jax.checkpoint import Checkpointer
-from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_context_windows, \
+from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_task_windows, \
     stack_datasets
 from reda_jax.envs.tasks import TaskSet
-from reda_jax.eval import protocols
+from reda_jax.eval import protocols, readout
 from reda_jax.methods import Method, make_method, task_features
 from reda_jax.metrics_log import STAGES, MetricsLog
 from reda_jax.run_info import write_json_atomic
@@ -394,9 +394,7 @@ class Trainer:
         return self.method.encode(frozen, trainable, query, tokens, mask), mask[..., -1]
 
     def _windows(self, data: DeviceDataset, key, n: int):
-        K = self.method.window
-        return jax.vmap(lambda d, k: sample_context_windows(d, k, n, K))(
-            data, jax.random.split(key, data.size.shape[0]))
+        return sample_task_windows(data, key, n, self.method.window)
 
     def _encoder_accuracy(self, frozen, trainable, train: DeviceDataset, test: DeviceDataset, key):
         """Task-identification accuracy of windows of the training data and of the unseen
@@ -510,7 +508,7 @@ class Trainer:
             stage1_state = stage1_state()
         bar = self._bar(m.representation_epochs, epoch, "stage 2: representation")
         acc_keys = seed_keys(self.config.seed, self.num_seeds, 4)
-        final_encoder = not self._trains_encoder_in_meta()
+        final_encoder = not self.trains_encoder_in_meta()
         t0 = time.time()
         while not done:
             epoch += 1
@@ -531,11 +529,41 @@ class Trainer:
         bar.close()
         return state
 
-    def _trains_encoder_in_meta(self) -> bool:
+    def trains_encoder_in_meta(self) -> bool:
         """Whether stage 3 trains encoder parameters too (om_sac, om_bc, corro's E2)."""
         shapes = jax.eval_shape(jax.vmap(self.method.init_meta),
                                 seed_keys(self.config.seed, self.num_seeds, 3))
         return bool(jax.tree.leaves(self.method.trainable_params(shapes)))
+
+    def train_encoder(self) -> tuple[Any, Any]:
+        """Trains only as far as the encoder is final: stages 1-2, or the whole run where
+        stage 3 trains encoder parameters too. -> (frozen, trainable) encoder parameters
+        with a leading seed axis (what `encoder_readout` reads)."""
+        m = self.method
+        if m.encode is None:
+            raise InputError(f"{self.config.algo!r} has no learned task representation")
+        if self.trains_encoder_in_meta():
+            self.run()
+            return self.final_params
+        stage1 = self.train_stage1() if m.stage1 is not None else None
+        rep = self.train_representation(stage1) if m.init_representation is not None else None
+        return m.frozen_params(rep), {}
+
+    def encoder_readout(self, frozen, trainable, num_windows: int = 1000,
+                        key_index: int = 0) -> dict[str, np.ndarray]:
+        """`readout.encoder_readout` of each seed's encoder -> {name: (S,)}: accuracies on
+        training, unseen-checkpoint and unseen-task windows, the linear probe, d(phi)."""
+        m, data = self.method, self.data
+
+        def one(f, t, key):
+            return readout.encoder_readout(lambda b: self.encode_windows(f, t, b), data.train,
+                                           data.test_train_tasks, data.test_all_tasks, key,
+                                           num_windows, m.window)
+
+        keys = epoch_keys(seed_keys(self.config.seed, self.num_seeds, 6), key_index)
+        trainable_axis = 0 if jax.tree.leaves(trainable) else None
+        out = jax.jit(jax.vmap(one, in_axes=(0, trainable_axis, 0)))(frozen, trainable, keys)
+        return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
     def evaluate_policy(self, meta_state, frozen, protocol: str,
                         contexts: Mapping[str, Any] | None = None) -> dict:

@@ -225,6 +225,12 @@ APP_CASES = [
     (["experiments.didactic", "--collect_seeds=1,1"], "--collect_seeds"),
     (["experiments.didactic", "--methods=foo"], "--methods"),
     (["experiments.didactic", "--set=meta.no_such_field=1"], "--set"),
+    (["experiments.probe_encoder", "--methods=bc"], "--methods"),
+    (["experiments.probe_encoder", "--set=representation.horizon=5"], "--set"),
+    (["experiments.probe_encoder", "--task_set=hopper-gravity", "--collect_seeds=0,1"],
+     "--collect_seeds"),
+    (["experiments.probe_encoder", "--task_set=hopper-gravity", "--preset=default"],
+     "--preset"),
     (["launch.sweep", "--num_seeds=0"], "--num_seeds"),
     (["launch.collect_all", "--task_sets=foo", "--dry_run"], "--task_sets"),
     (["experiments.tables", "--runs=/nonexistent/runs"], "--runs"),
@@ -236,7 +242,7 @@ APP_CASES = [
 def test_app_prints_one_line_and_exits_2(tmp_path, argv, flag):
     (tmp_path / "a_file").write_text("x")
     argv = [a.replace("A_FILE", str(tmp_path / "a_file")) for a in argv]
-    if argv[0] in ("experiments.train", "experiments.didactic"):
+    if argv[0] in ("experiments.train", "experiments.didactic", "experiments.probe_encoder"):
         argv.append(f"--workdir={tmp_path / 'w'}")
     r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
                        timeout=300, cwd=REPO)

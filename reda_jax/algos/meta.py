@@ -35,7 +35,7 @@ import optax
 from reda_jax.algos.contrastive import tokens_from_context
 from reda_jax.algos.sac import make_sac, value_bounds
 from reda_jax.configs import MetaPolicyConfig
-from reda_jax.data.context import DeviceDataset, sample_context_windows
+from reda_jax.data.context import DeviceDataset, sample_task_windows
 from reda_jax.networks.policies import TanhGaussianActor
 from reda_jax.types import Transitions, data_vector
 
@@ -236,14 +236,12 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                          epoch=state.epoch), info
 
     def epoch(state: MetaState, frozen, data: DeviceDataset, key) -> tuple[MetaState, dict]:
-        windows = jax.vmap(lambda d, kk: sample_context_windows(d, kk, per_task, K))
-
         def body(s, k):
             k_b, k_u = jax.random.split(k)
-            batch = windows(data, jax.random.split(k_b, T))
+            batch = sample_task_windows(data, k_b, per_task, K)
             context = None
             if independent:   # a key of its own; 'transition' keeps its draws unchanged
-                context = windows(data, jax.random.split(jax.random.fold_in(k_b, 1), T))
+                context = sample_task_windows(data, jax.random.fold_in(k_b, 1), per_task, K)
             return update(s, frozen, batch, k_u, context)
 
         state, metrics = jax.lax.scan(body, state,

@@ -28,7 +28,7 @@ from reda_jax.algos import adversarial, contrastive, dynamics
 from reda_jax.algos.sac import SACState, make_sac
 from reda_jax.configs import TrainConfig
 from reda_jax.data import ring
-from reda_jax.data.context import DeviceDataset, sample_context_windows
+from reda_jax.data.context import DeviceDataset, sample_task_windows
 from reda_jax.types import Transitions
 
 
@@ -154,8 +154,7 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
     def real_windows(data: DeviceDataset, key, n: int, window: int = K):
         """n windows per task: a ContextBatch with (T, n, window, ...) arrays."""
-        keys = jax.random.split(key, T)
-        return jax.vmap(lambda d, k: sample_context_windows(d, k, n, window))(data, keys)
+        return sample_task_windows(data, key, n, window)
 
     def task_step_fn(dyn_state, rew_state, members):
         def step(obs, act, key):

@@ -26,7 +26,7 @@ import optax
 
 from reda_jax.algos import contrastive
 from reda_jax.configs import FocalConfig
-from reda_jax.data.context import DeviceDataset, sample_context_windows
+from reda_jax.data.context import DeviceDataset, sample_task_windows
 from reda_jax.networks.transition_encoder import TransitionMLP, masked_mean, \
     transitions_from_tokens
 from reda_jax.types import TrainState
@@ -104,7 +104,7 @@ def make_focal(config: FocalConfig, obs_dim: int, act_dim: int, num_tasks: int,
         "positive_distance", "negative_distance", "accuracy" (in-batch nearest-prototype)
     epoch(state, data (DeviceDataset with task axis T), key) -> (state, metrics with a
         leading (updates_per_epoch,) axis): lax.scan of updates, each on contexts_per_task
-        windows of K tokens per task from `sample_context_windows`
+        windows of K tokens per task from `sample_task_windows`
     params(state) -> encoder params
     """
     if window < 2:
@@ -154,8 +154,7 @@ def make_focal(config: FocalConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
         def step(s, k):
             k_win, k_up = jax.random.split(k)
-            batch = jax.vmap(lambda d, kk: sample_context_windows(d, kk, B, K))(
-                data, jax.random.split(k_win, T))
+            batch = sample_task_windows(data, k_win, B, K)
             tokens, mask, _ = contrastive.tokens_from_context(batch)
             return update(s, tokens, mask, k_up)
 

@@ -151,3 +151,11 @@ def sample_context_windows(ds: DeviceDataset, key: jax.Array, batch_size: int,
         terminals=take(tr.terminals),
         mask=valid.astype(jnp.float32),
     )
+
+
+def sample_task_windows(data: DeviceDataset, key: jax.Array, batch_size: int,
+                        window: int) -> ContextBatch:
+    """`sample_context_windows` of each task of a stacked DeviceDataset (T, ...), with the
+    T keys of jax.random.split(key, T): a ContextBatch with (T, B, K, ...) arrays."""
+    keys = jax.random.split(key, data.size.shape[0])
+    return jax.vmap(lambda d, k: sample_context_windows(d, k, batch_size, window))(data, keys)

@@ -1,0 +1,141 @@
+"""The encoder read-out: how well a trained context encoder tells the tasks apart, without
+a policy. Shapes: T training tasks, T_all = all tasks (training tasks first), n windows per
+task, Z = z size.
+
+Every accuracy is nearest-prototype in Euclidean distance, the geometry of d(phi) (Eq. 8)
+and of FOCAL's loss: a task's prototype is the mean z of n windows of its data drawn with a
+key of their own, never the windows being scored. (Training logs score windows by the
+InfoNCE logit <z, p_j> instead, `contrastive.task_id_accuracy`; the two differ only when
+prototypes differ in norm.)
+
+  train_accuracy              windows of the training data, training prototypes
+  unseen_checkpoint_accuracy  windows of the training tasks' unseen checkpoints (other
+                              behavior policies: the paper's off-policy contexts), training
+                              prototypes; the spurious relationship lowers it
+  linear_probe_accuracy       a linear classifier fitted on training windows, scored on the
+                              unseen-checkpoint windows: whether ANY linear direction of z
+                              still carries the task, where the prototypes' does not
+  unseen_task_accuracy        windows of each unseen task, against the prototypes of every
+                              task (each from its unseen-checkpoint data): whether unseen
+                              tasks get a region of z of their own (only with unseen tasks)
+  d_phi                       Eq. 8 for the first training task and its unseen checkpoint,
+                              the denominator averaged over the other training tasks
+  d_phi_centroid              the same without the spread terms (`spread_decomposition`)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from reda_jax.algos.contrastive import prototypes
+from reda_jax.data.context import DeviceDataset, sample_task_windows
+from reda_jax.eval.metrics import centroid_representation_metric, mean_pairwise_sq_distance
+from reda_jax.types import ContextBatch
+
+READOUT_KEYS = ("train_accuracy", "unseen_checkpoint_accuracy", "linear_probe_accuracy",
+                "unseen_task_accuracy", "d_phi", "d_phi_centroid")
+
+
+def nearest_prototype_hits(z: jax.Array, protos: jax.Array, labels: jax.Array) -> jax.Array:
+    """z (..., Z), protos (P, Z), labels int broadcastable to (...) -> (...) float 0/1:
+    whether z's nearest prototype (Euclidean; ties to the lower index) is its label's."""
+    d = jnp.sum(jnp.square(z[..., None, :] - protos), -1)
+    return (jnp.argmin(d, -1) == labels).astype(jnp.float32)
+
+
+def weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
+    w = weights.astype(jnp.float32)
+    return (x * w).sum() / jnp.maximum(w.sum(), 1e-8)
+
+
+def linear_probe_accuracy(z_fit: jax.Array, w_fit: jax.Array, z_eval: jax.Array,
+                          w_eval: jax.Array, steps: int = 300, learning_rate: float = 0.1,
+                          l2: float = 1e-3) -> jax.Array:
+    """z_fit (T, n, Z), w_fit (T, n): windows of task t, labelled t; z_eval (T, m, Z),
+    w_eval (T, m) -> (): weighted accuracy on z_eval of a multinomial logistic regression
+    fitted on z_fit (features standardised by z_fit's weighted mean and std, full-batch
+    Adam for `steps` steps, L2 penalty l2 on the weights, zero init: deterministic)."""
+    T, _, Z = z_fit.shape
+    w = w_fit.astype(jnp.float32)[..., None]
+    mu = (z_fit * w).sum((0, 1)) / jnp.maximum(w.sum(), 1e-8)
+    sd = jnp.sqrt((jnp.square(z_fit - mu) * w).sum((0, 1)) / jnp.maximum(w.sum(), 1e-8)) + 1e-6
+    x = (z_fit - mu) / sd
+    labels = jnp.broadcast_to(jnp.arange(T)[:, None], z_fit.shape[:2])
+
+    def loss(params):
+        logits = x @ params["w"] + params["b"]
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return weighted_mean(ce, w_fit) + l2 * jnp.sum(jnp.square(params["w"]))
+
+    opt = optax.adam(learning_rate)
+    params = {"w": jnp.zeros((Z, T)), "b": jnp.zeros((T,))}
+
+    def step(carry, _):
+        p, s = carry
+        g = jax.grad(loss)(p)
+        updates, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, updates), s), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    logits = ((z_eval - mu) / sd) @ params["w"] + params["b"]
+    hit = (jnp.argmax(logits, -1) == jnp.arange(T)[:, None]).astype(jnp.float32)
+    return weighted_mean(hit, w_eval)
+
+
+def readout_from_embeddings(z_proto, w_proto, z_train, w_train, z_ckpt, w_ckpt,
+                            z_all_proto=None, w_all_proto=None, z_all=None, w_all=None
+                            ) -> dict[str, jax.Array]:
+    """The read-out of module doc from embeddings: z_proto, z_train (T, n, Z) two samples
+    of the training windows (prototypes / scored), z_ckpt (T, n, Z) the unseen-checkpoint
+    windows, z_all_proto, z_all (T_all, n, Z) two samples of every task's unseen-checkpoint
+    windows (None: no unseen tasks); w_* (.., n) the windows' weights. -> {READOUT_KEYS: ()}
+    (unseen_task_accuracy only with z_all)."""
+    T = z_train.shape[0]
+    protos = prototypes(z_proto, w_proto)
+    own = jnp.arange(T)[:, None]
+    out = {
+        "train_accuracy": weighted_mean(nearest_prototype_hits(z_train, protos, own), w_train),
+        "unseen_checkpoint_accuracy": weighted_mean(
+            nearest_prototype_hits(z_ckpt, protos, own), w_ckpt),
+        "linear_probe_accuracy": linear_probe_accuracy(z_train, w_train, z_ckpt, w_ckpt),
+    }
+    if T > 1:
+        z_test = z_ckpt[0]   # windows end at valid transitions: every weight is 1
+        num = mean_pairwise_sq_distance(z_train[0], z_test)
+        den = jnp.mean(jnp.stack([mean_pairwise_sq_distance(z_train[j], z_test)
+                                  for j in range(1, T)]))
+        out["d_phi"] = num / den
+        out["d_phi_centroid"] = centroid_representation_metric(z_train, z_test, 0, w_train)
+    if z_all is not None and z_all.shape[0] > T:
+        all_protos = prototypes(z_all_proto, w_all_proto)
+        unseen = jnp.arange(z_all.shape[0])[:, None] >= T
+        hits = nearest_prototype_hits(z_all, all_protos, jnp.arange(z_all.shape[0])[:, None])
+        out["unseen_task_accuracy"] = weighted_mean(hits, w_all * unseen)
+    return out
+
+
+def encoder_readout(encode: Callable[[ContextBatch], tuple[jax.Array, jax.Array]],
+                    train: DeviceDataset, unseen_checkpoints: DeviceDataset,
+                    all_tasks: DeviceDataset | None, key: jax.Array, num_windows: int,
+                    window: int) -> dict[str, jax.Array]:
+    """One seed's read-out (module doc). encode(ContextBatch (T', n, K, ...)) -> (z (T', n,
+    Z), weights (T', n)); train, unseen_checkpoints: DeviceDataset (T, ...); all_tasks:
+    DeviceDataset (T_all, ...) of every task's unseen-checkpoint data, training tasks first
+    (None or T_all == T: no unseen_task_accuracy). n = num_windows windows per task and
+    sample, K = window. Jittable and vmappable over encoder parameters."""
+    k = jax.random.split(key, 5)
+    sample = lambda data, kk: encode(sample_task_windows(data, kk, num_windows, window))
+    z_proto, w_proto = sample(train, k[0])
+    z_train, w_train = sample(train, k[1])
+    z_ckpt, w_ckpt = sample(unseen_checkpoints, k[2])
+    extra = {}
+    if all_tasks is not None and all_tasks.size.shape[0] > train.size.shape[0]:
+        z_all_proto, w_all_proto = sample(all_tasks, k[3])
+        z_all, w_all = sample(all_tasks, k[4])
+        extra = dict(z_all_proto=z_all_proto, w_all_proto=w_all_proto, z_all=z_all,
+                     w_all=w_all)
+    return readout_from_embeddings(z_proto, w_proto, z_train, w_train, z_ckpt, w_ckpt,
+                                   **extra)

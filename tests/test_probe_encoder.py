@@ -1,0 +1,61 @@
+"""experiments.probe_encoder end to end on the smoke didactic data."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.probe_encoder import format_readout, method_config, readout_rows
+from reda_jax.validate import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_method_names_map_to_algos_and_ablations():
+    c = method_config("reda_wo_model", "didactic", "smoke", 2, 1, ())
+    assert c.algo == "reda" and c.representation.augmentation == "none"
+    c = method_config("reda_wo_up", "didactic", "smoke", 2, 1, ("representation.lambda2=0.5",))
+    assert c.representation.lambda1 == 0.0 and c.representation.lambda2 == 0.5
+    assert method_config("focal", "hopper-gravity", "mini", 3, 1, ()).num_seeds == 3
+    with pytest.raises(InputError, match="oracle"):
+        method_config("oracle", "didactic", "smoke", 2, 1, ())
+
+
+def test_rows_pool_seeds_over_collections():
+    rows = readout_rows({"c0": {"reda": {"d_phi": [1.0, 2.0]}},
+                         "c1": {"reda": {"d_phi": [3.0, 4.0]}}})
+    assert rows == {"reda": {"d_phi": [1.0, 2.0, 3.0, 4.0]}}
+    table = format_readout(rows)
+    assert "| reda | 2.50 [" in table and table.rstrip().endswith("| 4 |")
+
+
+@pytest.mark.timeout(900)
+def test_probe_encoder_app_stops_where_the_encoder_is_final(tmp_path):
+    argv = [sys.executable, "-m", "experiments.probe_encoder", "--task_set=didactic",
+            "--preset=smoke", "--methods=focal,om_sac", "--num_seeds=2", "--collect_seeds=0",
+            f"--workdir={tmp_path / 'probe'}", f"--data_dir={tmp_path / 'data'}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| focal |" in out.stdout and "| om_sac |" in out.stdout
+    record = json.loads((tmp_path / "probe" / "didactic" / "readout-default.json").read_text())
+    per = record["per_collection"]["collect0"]
+    for method in ("focal", "om_sac"):
+        assert set(per[method]) == {"train_accuracy", "unseen_checkpoint_accuracy",
+                                    "linear_probe_accuracy", "d_phi", "d_phi_centroid"}
+        for key, values in per[method].items():
+            assert len(values) == 2 and all(np.isfinite(values))
+            if key.endswith("accuracy"):
+                assert all(0.0 <= v <= 1.0 for v in values)
+    run = tmp_path / "probe" / "didactic" / "collect0"
+    # FOCAL's encoder is final after stage 2: no policy is trained; OM-SAC's trains in
+    # stage 3, so its whole run is.
+    assert (run / "focal-default" / "checkpoints" / "representation").is_dir()
+    assert not (run / "focal-default" / "checkpoints" / "meta_policy").exists()
+    assert (run / "om_sac-default" / "checkpoints" / "meta_policy").is_dir()
+    # A second call resumes from the finished stages and reads out the same numbers.
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record2 = json.loads((tmp_path / "probe" / "didactic" / "readout-default.json").read_text())
+    assert record2["per_collection"] == record["per_collection"]

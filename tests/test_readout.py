@@ -1,0 +1,129 @@
+"""The encoder read-out on synthetic embeddings whose answers are known by construction."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from reda_jax.data.context import make_device_dataset, stack_datasets
+from reda_jax.eval.metrics import (centroid_representation_metric, mean_pairwise_sq_distance,
+                                   relative_representation_metric, spread_decomposition)
+from reda_jax.eval.readout import (encoder_readout, linear_probe_accuracy,
+                                   nearest_prototype_hits, readout_from_embeddings)
+
+
+def _cloud(centre, n, spread, seed):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(np.asarray(centre, np.float32) + spread * rng.standard_normal(
+        (n, len(centre))).astype(np.float32))
+
+
+def test_spread_decomposition_sums_to_the_mean_pairwise_distance():
+    a, b = _cloud([1.0, -2.0], 50, 0.7, 0), _cloud([0.0, 3.0], 40, 1.3, 1)
+    parts = spread_decomposition(a, b)
+    brute = np.mean([[np.sum((np.asarray(x) - np.asarray(y)) ** 2) for y in b] for x in a])
+    assert float(sum(parts.values())) == pytest.approx(brute, rel=1e-5)
+    assert float(mean_pairwise_sq_distance(a, b)) == pytest.approx(brute, rel=1e-5)
+    centre = np.sum((np.asarray(a).mean(0) - np.asarray(b).mean(0)) ** 2)
+    assert float(parts["centre"]) == pytest.approx(centre, rel=1e-5)
+    assert float(parts["spread_b"]) == pytest.approx(np.asarray(b).var(0).sum(), rel=1e-5)
+
+
+def test_d_phi_and_accuracy_disagree_when_task_2_is_spread_and_the_centroid_metric_agrees():
+    """Task 1's training z sit tightly at (0, 0), task 2's at (4, 0) but spread +-10 along
+    y; the test windows of task 1 sit at (3.5, 0): every one is nearest task 2's prototype
+    (accuracy 0), yet Eq. 8 reads about 12.25 / (0.25 + 100) ~ 0.12, 'recognised as task 1',
+    because the denominator carries task 2's spread. The centroid metric says 49."""
+    n = 400
+    t1 = jnp.zeros((n, 2))
+    t2 = jnp.asarray(np.stack([np.full(n, 4.0), 10.0 * np.resize([-1.0, 1.0], n)], -1),
+                     jnp.float32)
+    test = jnp.tile(jnp.asarray([[3.5, 0.0]]), (n, 1))
+    z_train = jnp.stack([t1, t2])
+    d_phi = float(relative_representation_metric(t1, t2, test))
+    assert d_phi == pytest.approx(12.25 / (0.25 + 100.0), rel=0.05)
+    protos = z_train.mean(1)
+    assert float(nearest_prototype_hits(test, protos, 0).mean()) == 0.0
+    assert float(centroid_representation_metric(z_train, test, 0)) == pytest.approx(
+        12.25 / 0.25, rel=0.05)
+
+
+def test_nearest_prototype_hits_use_euclidean_distance_not_the_dot_product():
+    # z = (1, 0) is nearer p0 = (1, 0) than p1 = (3, 0), though <z, p1> > <z, p0>.
+    protos = jnp.asarray([[1.0, 0.0], [3.0, 0.0]])
+    z = jnp.asarray([[1.0, 0.0], [2.9, 0.1]])
+    np.testing.assert_array_equal(nearest_prototype_hits(z, protos, jnp.asarray([0, 0])),
+                                  [1.0, 0.0])
+
+
+def test_linear_probe_finds_a_direction_the_prototypes_miss():
+    """Task 0 at x = -1, task 1 at x = +1 with a large shared offset along y in the
+    unseen windows: prototypes of the training windows still classify by x, and so does
+    the probe; with the classes moved across x = 0 in the unseen windows both fail."""
+    n = 300
+    z0, z1 = _cloud([-1.0, 0.0], n, 0.2, 2), _cloud([1.0, 0.0], n, 0.2, 3)
+    z_fit, w = jnp.stack([z0, z1]), jnp.ones((2, n))
+    moved = jnp.stack([_cloud([-1.0, 5.0], n, 0.2, 4), _cloud([1.0, 5.0], n, 0.2, 5)])
+    assert float(linear_probe_accuracy(z_fit, w, moved, w)) == 1.0
+    swapped = jnp.stack([_cloud([1.0, 0.0], n, 0.2, 6), _cloud([-1.0, 0.0], n, 0.2, 7)])
+    assert float(linear_probe_accuracy(z_fit, w, swapped, w)) == 0.0
+    # Along y the moved windows are nearer... nothing: prototypes at (+-1, 0) still split
+    # them by x (equal y offset), so both read-outs agree here.
+    out = readout_from_embeddings(z_fit, w, z_fit, w, moved, w)
+    assert float(out["unseen_checkpoint_accuracy"]) == 1.0
+    assert float(out["train_accuracy"]) == 1.0
+
+
+def test_unseen_task_accuracy_scores_only_the_unseen_tasks_windows():
+    n = 100
+    z_train = jnp.stack([_cloud([0.0], n, 0.1, 0), _cloud([10.0], n, 0.1, 1)])
+    w = jnp.ones((2, n))
+    # all tasks: two training tasks (collapsed onto one point: would score 0.5 if counted)
+    # and one unseen task with a region of its own at 5.
+    z_all = jnp.stack([jnp.zeros((n, 1)), jnp.zeros((n, 1)), _cloud([5.0], n, 0.1, 2)])
+    w_all = jnp.ones((3, n))
+    out = readout_from_embeddings(z_train, w, z_train, w, z_train, w, z_all, w_all, z_all,
+                                  w_all)
+    assert float(out["unseen_task_accuracy"]) == 1.0
+    z_all_bad = z_all.at[2].set(_cloud([10.0], n, 0.1, 3))   # the unseen task on task 2's
+    z_all_bad = z_all_bad.at[1].set(_cloud([10.0], n, 0.1, 4))
+    out = readout_from_embeddings(z_train, w, z_train, w, z_train, w, z_all_bad, w_all,
+                                  z_all_bad, w_all)
+    assert 0.3 < float(out["unseen_task_accuracy"]) < 0.7     # coin flip between the two
+    assert "unseen_task_accuracy" not in readout_from_embeddings(z_train, w, z_train, w,
+                                                                  z_train, w)
+
+
+def _dataset(level, num_episodes=4, length=20):
+    """One task's transitions whose observations all equal `level` (obs dim 2)."""
+    N = num_episodes * length
+    obs = np.full((N, 2), level, np.float32)
+    return make_device_dataset({
+        "observations": obs, "actions": np.zeros((N, 1), np.float32),
+        "rewards": np.zeros(N, np.float32), "next_observations": obs,
+        "terminals": np.zeros(N, np.float32),
+        "truncations": np.tile(np.eye(1, length, length - 1, dtype=np.float32)[0],
+                               num_episodes)})
+
+
+def test_encoder_readout_end_to_end_with_an_encoder_that_reads_the_observation():
+    """An 'encoder' that returns the window's mean observation: the training tasks at
+    levels 0 and 4; their unseen checkpoints at 1 (task 1: still nearer its own) and 3.5
+    (task 2's at 0.5: nearer task 1's prototype); an unseen task at 2.5."""
+    train = stack_datasets([_dataset(0.0), _dataset(4.0)])
+    ckpt = stack_datasets([_dataset(1.0), _dataset(0.5)])
+    all_tasks = stack_datasets([_dataset(1.0), _dataset(0.5), _dataset(2.5)])
+
+    def encode(batch):
+        m = batch.mask[..., None]
+        z = (batch.observations[..., :1] * m).sum(-2) / m.sum(-2)
+        return z, batch.mask[..., -1]
+
+    out = jax.jit(lambda k: encoder_readout(encode, train, ckpt, all_tasks, k, 64, 3))(
+        jax.random.key(0))
+    assert float(out["train_accuracy"]) == 1.0
+    assert float(out["unseen_checkpoint_accuracy"]) == 0.5
+    # Eq. 8 for task 1: |0 - 1|^2 / |4 - 1|^2, no spread.
+    assert float(out["d_phi"]) == pytest.approx(1.0 / 9.0, rel=1e-5)
+    assert float(out["d_phi_centroid"]) == pytest.approx(1.0 / 9.0, rel=1e-5)
+    # The unseen task's own region (2.5) is nearest its own prototype.
+    assert float(out["unseen_task_accuracy"]) == 1.0
