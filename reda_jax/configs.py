@@ -190,6 +190,9 @@ class EncoderConfig:
 
 
 AUGMENTATIONS = ("adversarial", "random", "none")
+ROLLOUT_STARTS = ("joint", "own")
+START_TOKENS = ("real", "masked")
+MODEL_TRANSITIONS = ("sample", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +226,23 @@ class RepresentationConfig:
     adversary: SACConfig = SACConfig()
     """The adversarial policy pi_a(a|s): SAC, 2x256, shared by all tasks (paper: the same
     MLP as the meta-policy without z)."""
+    rollout_start: str = "joint"
+    """Where task k's branch rollouts start: 'joint' (states of the joint dataset of all
+    training tasks: paper Algorithm 1, reference code) or 'own' (task k's own data)."""
+    start_token: str = "real"
+    """The real start token of a model window the encoder trains on: 'real' (kept, as the
+    reference code) or 'masked' (with 'joint' starts it is often another task's real token
+    labelled with task k: a label leak or a contradiction). Adversary scoring keeps it."""
+    model_transition: str = "sample"
+    """A rollout's next state: 'sample' (a draw from one random member's Gaussian, as
+    MOPO and the reference code) or 'mean' (that member's mean)."""
 
     def __post_init__(self):
+        for field, allowed in (("rollout_start", ROLLOUT_STARTS), ("start_token", START_TOKENS),
+                               ("model_transition", MODEL_TRANSITIONS)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{field} must be one of {allowed}, got "
+                                 f"{getattr(self, field)!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got "
                              f"{self.augmentation!r}")

@@ -115,3 +115,68 @@ def test_trained_adversary_lowers_task_identification_and_the_sign_matters(toy_m
     assert a0_adv < -0.3 < 0.3 < a0_flip, (a0_adv, a0_flip)
     assert late(acc_adv) < late(acc_random) - 0.03, (acc_adv, acc_random)
     assert late(acc_flip) > late(acc_adv) + 0.1, (acc_flip, acc_adv)
+
+
+def _model_windows(toy_models, **rep):
+    """One stage-2 epoch with a random rollout policy -> the stored model windows of each
+    task: tokens (T, n, K, D), mask (T, n, K) (the rows pushed this epoch)."""
+    import dataclasses
+    arrays, dyn_data, models, _, (n_train, n_rew) = toy_models
+    config = toy_config("random")
+    config = dataclasses.replace(config, representation=dataclasses.replace(
+        config.representation, encoder_updates=1, **rep))
+    reda = make_reda(config, 2, 2, len(GAINS), never, -(-n_train // 256), -(-n_rew // 256))
+    state = reda.init_representation(jax.random.key(1))
+    state, _ = jax.jit(reda.representation_epoch)(state, models, stack_datasets(arrays),
+                                                   jax.random.key(5))
+    n = config.representation.rollout_batch * config.representation.horizon
+    (tokens, mask), w = state.model_windows.data, state.model_windows.weights
+    keep = np.asarray(w[:, :n]) > 0
+    return np.asarray(tokens[:, :n]), np.asarray(mask[:, :n]) * keep[..., None]
+
+
+def _real_start_share(tokens, mask, arrays):
+    """Per task: the share of stored windows with an unmasked token whose state is,
+    bit for bit, a state of task j's data, for each j -> (T, T). Model states are
+    continuous draws, so such a token is a rollout's real start token."""
+    T = len(arrays)
+    out = np.zeros((T, T))
+    for k in range(T):
+        for j, a in enumerate(arrays):
+            real = {tuple(s) for s in a["observations"]}
+            hit = [any(m > 0 and tuple(tok[:2]) in real for tok, m in zip(win, msk))
+                   for win, msk in zip(tokens[k], mask[k])]
+            out[k, j] = np.mean(hit)
+    return out
+
+
+def test_rollout_start_joint_draws_every_tasks_states_and_own_only_the_tasks(toy_models):
+    arrays = toy_models[0]
+    joint = _real_start_share(*_model_windows(toy_models), arrays)
+    own = _real_start_share(*_model_windows(toy_models, rollout_start="own"), arrays)
+    # With h = K = 3, windows ending at tokens 1 and 2 hold the start token: 2/3 of them.
+    np.testing.assert_allclose(own.sum(1), 2 / 3, atol=0.01)
+    np.testing.assert_allclose(np.diag(own), 2 / 3, atol=0.01)
+    # 'joint': the start states come from each of the three tasks about equally often.
+    np.testing.assert_allclose(joint, 2 / 9, atol=0.04)
+
+
+def test_masked_start_token_leaves_no_real_token_in_the_model_windows(toy_models):
+    arrays = toy_models[0]
+    tokens, mask = _model_windows(toy_models, start_token="masked")
+    assert _real_start_share(tokens, mask, arrays).max() == 0.0
+    assert np.all(tokens[mask == 0] == 0.0)           # masked positions are zeroed too
+    # What remains are the model's own tokens: windows ending at token 1 keep one.
+    assert set(mask.sum(-1)[mask.sum(-1) > 0].astype(int).tolist()) == {1, 2, 3}
+
+
+def test_mean_model_transitions_leave_out_the_models_noise(toy_models):
+    """Consecutive model tokens: s_{t+1} - s_t - 0.5 a_t is the task drift plus the model's
+    error; a member's mean removes the sampling noise, so the residual varies less."""
+    def residual_var(**rep):
+        tokens, mask = _model_windows(toy_models, **rep)
+        both = (mask[..., 1:] > 0) & (mask[..., :-1] > 0)
+        ds = tokens[..., 1:, :2] - tokens[..., :-1, :2] - 0.5 * tokens[..., 1:, 2:]
+        return ds[..., 0][both].var()      # dimension 0 carries no drift in any task
+    sampled, mean = residual_var(), residual_var(model_transition="mean")
+    assert mean < 0.5 * sampled, (mean, sampled)

@@ -159,6 +159,8 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
     def task_step_fn(dyn_state, rew_state, members):
         def step(obs, act, key):
             mean, std = dynamics.next_state_distribution(dyn, dyn_state, obs, act)
+            if rcfg.model_transition == "mean":
+                std = jnp.zeros_like(std)
             next_obs = dynamics.sample_next_obs(mean, std, members, key)
             r_mean, _ = rew.predict(rew_state, jnp.concatenate([obs, act], -1))
             return next_obs, dynamics.uncertainty(std), r_mean[0, :, 0]
@@ -166,13 +168,15 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
     def rollouts(models: ModelState, data: DeviceDataset, adv_params, key) -> adversarial.Rollout:
         """Branch rollouts (T, R, ...): R start tokens per task model, drawn from the joint
-        dataset of all training tasks, one random member per rollout row."""
+        dataset of all training tasks (rollout_start 'joint') or from the task's own data
+        ('own'), one random member per rollout row."""
         R = rcfg.rollout_batch
 
-        def one_task(dyn_state, key):
+        def one_task(dyn_state, task, key):
             k_src, k_rows, k_mem, k_roll = jax.random.split(key, 4)
             starts = real_windows(data, k_rows, R, window=1)            # (T, R, 1, ...)
-            src = jax.random.randint(k_src, (R,), 0, T)
+            src = (jax.random.randint(k_src, (R,), 0, T) if rcfg.rollout_start == "joint"
+                   else jnp.full((R,), task))
             pick = lambda x: x[src, jnp.arange(R), -1]
             obs0, prev0 = pick(starts.observations), pick(starts.prev_actions)
             members = jax.random.randint(k_mem, (R,), 0, dcfg.num_models)
@@ -185,7 +189,11 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 obs0, prev0, task_step_fn(dyn_state, models.reward, members), policy,
                 termination_fn, rcfg.horizon, k_roll)
 
-        return jax.vmap(one_task)(models.dynamics, jax.random.split(key, T))
+        return jax.vmap(one_task)(models.dynamics, jnp.arange(T), jax.random.split(key, T))
+
+    # (h, K): whether position p of the window ending at token j = 1..h is not token 0
+    not_start_token = (jnp.arange(1, rcfg.horizon + 1)[:, None] - (K - 1)
+                       + jnp.arange(K)[None, :] != 0).astype(jnp.float32)
 
     def rollout_scores(enc_params, roll: adversarial.Rollout, protos):
         """R(z_t) of every prefix window of every rollout: (T, R, h+1), and the windows."""
@@ -216,7 +224,11 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                     z_model[:, :, -1], protos, masks[:, :, -1, -1]),
             })
             # Windows ending at tokens 1..h, labelled by the generating task.
-            new_windows = (wins[:, :, 1:].reshape(T, -1, K, D), masks[:, :, 1:].reshape(T, -1, K))
+            new_wins, new_masks = wins[:, :, 1:], masks[:, :, 1:]
+            if rcfg.start_token == "masked":
+                new_masks = new_masks * not_start_token
+                new_wins = new_wins * not_start_token[..., None]
+            new_windows = (new_wins.reshape(T, -1, K, D), new_masks.reshape(T, -1, K))
             windows = jax.vmap(ring.push)(windows, new_windows, new_windows[1][..., -1])
             if adversarial_policy:
                 r_adv = adversarial.adversarial_reward(scores)
