@@ -7,7 +7,7 @@ over seeds x collections.
 
   python -m experiments.probe_encoder --task_set=didactic --methods=reda,reda_wo_model,focal
   python -m experiments.probe_encoder --task_set=didactic --methods=reda --variant=h5 \
-      --set=representation.horizon=5 --workdir=runs/probe_encoder
+      --set=representation.horizon=5 --stage1_from=default
   python -m experiments.probe_encoder --task_set=hopper-gravity --preset=mini \
       --methods=reda,reda_wo_model,focal --num_seeds=5
 
@@ -16,7 +16,8 @@ over seeds x collections.
 tree `experiments.didactic` uses. Any other task set: its datasets at --data_dir (collected
 there first if missing), one collection. Methods
 are algos (reda, focal, ...) or ReDA ablations (reda_wo_model, reda_wo_adv, reda_wo_up,
-reda_wo_tc). Runs land in <workdir>/<collection>/<method>-<variant> and resume.
+reda_wo_tc). Runs land in <workdir>/<task set>/<collection>/<method>-<variant> and
+resume; --stage1_from=default reuses the default's dynamics models for a stage-2 variant.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from absl import flags
 
 from reda_jax import configs, didactic
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
-from reda_jax.eval.readout import READOUT_KEYS
+from reda_jax.eval.readout import MODEL_KEYS, READOUT_KEYS
 from reda_jax.experiment import ABLATIONS, build_config, load_or_collect
 from reda_jax.run_info import prepare_run_dir, quiet_logs
 from reda_jax.validate import InputError, at_least, ints, run_app, writable_dir
@@ -39,7 +40,11 @@ METHODS = ENCODER_ALGOS + tuple(f"reda_{a}" for a in ABLATIONS if a != "none")
 LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
           "unseen-checkpoint windows", "linear_probe_accuracy": "linear probe (unseen ckpt)",
           "unseen_task_accuracy": "unseen-task windows", "d_phi": "d(phi) (Eq. 8)",
-          "d_phi_centroid": "d(phi), centroids"}
+          "d_phi_centroid": "d(phi), centroids",
+          "model_train_accuracy": "models: training data",
+          "model_unseen_checkpoint_accuracy": "models: unseen ckpt",
+          "model_error": "model error", "model_gap": "model gap",
+          "model_gap_to_error": "gap / error"}
 
 _TASK_SET = flags.DEFINE_enum("task_set", DIDACTIC, [DIDACTIC] + sorted(TASK_SETS),
                               "The didactic data, or a task set.")
@@ -62,6 +67,10 @@ _CHECKPOINTS = flags.DEFINE_enum("checkpoints", "1", ["1", "3", "5"],
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Didactic: the collections' root "
                                 "(default runs/didactic, experiments.didactic's); task sets: "
                                 "dataset directory (default runs/data/<preset>/<task_set>).")
+_STAGE1_FROM = flags.DEFINE_string(
+    "stage1_from", None, "Variant whose finished stage 1 (dynamics models, CVAE) each method "
+    "reuses in the same collection when its config agrees on what stage 1 depends on (a "
+    "stage-2 variant need not retrain the models).")
 _NUM_WINDOWS = flags.DEFINE_integer("num_windows", 1000, "Windows per task and sample.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_encoder", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", False, "Show the stages' progress bars.")
@@ -115,7 +124,7 @@ def readout_rows(per_collection: dict[str, dict[str, dict]]) -> dict[str, dict[s
 
 def format_readout(rows: dict[str, dict[str, list]]) -> str:
     """Markdown: a row per method, a column per read-out key any method has."""
-    keys = [k for k in READOUT_KEYS if any(k in r for r in rows.values())]
+    keys = [k for k in READOUT_KEYS + MODEL_KEYS if any(k in r for r in rows.values())]
     lines = ["| method | " + " | ".join(LABELS[k] for k in keys) + " | n |",
              "|---|" + "---|" * (len(keys) + 1)]
     for method, row in rows.items():
@@ -146,8 +155,11 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:
     if f.set and f.variant == "default":
         raise InputError("--set: name the configuration with --variant, so that its runs "
                          "stay apart from the default ones")
-    if not f.variant or not all(c.isalnum() or c in "_.=" for c in f.variant):
-        raise InputError(f"--variant: letters, digits, '_', '.', '=' only, got {f.variant!r}")
+    for flag in ("variant", "stage1_from"):
+        name = f[flag].value
+        if (flag == "variant" or name is not None) and not (
+                name and all(c.isalnum() or c in "_.=" for c in name)):
+            raise InputError(f"--{flag}: letters, digits, '_', '.', '=' only, got {name!r}")
     writable_dir("workdir", f.workdir)
     for method in f.methods:
         method_config(method, f.task_set, preset, f.num_seeds, int(f.checkpoints),
@@ -158,7 +170,7 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:
 def main(argv):
     preset, seeds = check_flags(argv)
     quiet_logs()
-    from reda_jax.train import Trainer, make_train_data
+    from reda_jax.train import STAGES, Trainer, make_train_data, reuse_stages
     workdir = Path(_WORKDIR.value)
     work = workdir / (DIDACTIC if _TASK_SET.value == DIDACTIC else _TASK_SET.value)
     results, infos = {}, {}
@@ -171,9 +183,15 @@ def main(argv):
                                    int(_CHECKPOINTS.value), tuple(_SET.value))
             run_dir = prepare_run_dir(work / name / f"{method}-{_VARIANT.value}",
                                       {"train": configs.to_dict(config)})
+            source = work / name / f"{method}-{_STAGE1_FROM.value}"
+            if _STAGE1_FROM.value and source != run_dir and (source / "config.json").exists():
+                reuse_stages(run_dir, source, STAGES[1])
             trainer = Trainer(config, data, run_dir, show_progress=_PROGRESS.value)
             out = trainer.encoder_readout(*trainer.train_encoder(),
                                           num_windows=_NUM_WINDOWS.value)
+            if trainer.method.stage1 == "dynamics":   # finished: restored, not retrained
+                out.update(trainer.dynamics_readout(trainer.train_stage1(),
+                                                    _NUM_WINDOWS.value))
             results.setdefault(name, {})[method] = {k: v.tolist() for k, v in out.items()}
             print(f"{name} {method}: " + ", ".join(f"{k} {np.mean(v):.3f}"
                                                    for k, v in out.items()), flush=True)

@@ -565,6 +565,24 @@ class Trainer:
         out = jax.jit(jax.vmap(one, in_axes=(0, trainable_axis, 0)))(frozen, trainable, keys)
         return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
+    def dynamics_readout(self, stage1_state, num_transitions: int = 1000,
+                         key_index: int = 0) -> dict[str, np.ndarray]:
+        """`readout.model_readout` of each seed's stage-1 task dynamics models (ReDA's
+        stage1_state, leading seed axis) -> {name: (S,)}."""
+        dcfg, data, ts = self.config.dynamics, self.data, self.data.task_set
+        dyn = dynamics.make_gaussian_ensemble(dcfg, ts.obs_dim + ts.act_dim, ts.obs_dim,
+                                              dcfg.num_models, dcfg.hidden_dims)
+
+        def one(state, key):
+            predict = lambda o, a: jax.vmap(
+                lambda st: dynamics.next_state_distribution(dyn, st, o, a))(state.dynamics)
+            return readout.model_readout(predict, data.train, data.test_train_tasks, key,
+                                         num_transitions)
+
+        keys = epoch_keys(seed_keys(self.config.seed, self.num_seeds, 7), key_index)
+        out = jax.jit(jax.vmap(one))(stage1_state, keys)
+        return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+
     def evaluate_policy(self, meta_state, frozen, protocol: str,
                         contexts: Mapping[str, Any] | None = None) -> dict:
         """`protocols.summarize` of one protocol in the real simulator, every task of the

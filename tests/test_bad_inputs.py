@@ -226,6 +226,7 @@ APP_CASES = [
     (["experiments.didactic", "--methods=foo"], "--methods"),
     (["experiments.didactic", "--set=meta.no_such_field=1"], "--set"),
     (["experiments.probe_encoder", "--methods=bc"], "--methods"),
+    (["experiments.probe_encoder", "--stage1_from=../x"], "--stage1_from"),
     (["experiments.probe_encoder", "--set=representation.horizon=5"], "--set"),
     (["experiments.probe_encoder", "--task_set=hopper-gravity", "--collect_seeds=0,1"],
      "--collect_seeds"),

@@ -127,3 +127,34 @@ def test_encoder_readout_end_to_end_with_an_encoder_that_reads_the_observation()
     assert float(out["d_phi_centroid"]) == pytest.approx(1.0 / 9.0, rel=1e-5)
     # The unseen task's own region (2.5) is nearest its own prototype.
     assert float(out["unseen_task_accuracy"]) == 1.0
+
+
+def test_model_readout_on_models_with_a_known_bias():
+    """Task k's data: s' = s + g_k with g = (0, 0) and (0, 1); task j's model predicts
+    s + g_j + 0.1 with std 0.5. Own models explain their data best (accuracy 1); the own
+    error is 0.1 in every dimension; the models differ by 1 in dimension 1 only."""
+    from reda_jax.eval.readout import model_readout
+    g = jnp.asarray([[0.0, 0.0], [0.0, 1.0]])
+
+    def task_data(k, seed):
+        rng = np.random.default_rng(seed)
+        obs = rng.normal(size=(200, 2)).astype(np.float32)
+        return make_device_dataset({
+            "observations": obs, "actions": np.zeros((200, 1), np.float32),
+            "rewards": np.zeros(200, np.float32), "next_observations": obs + np.asarray(g[k]),
+            "terminals": np.zeros(200, np.float32), "truncations": np.ones(200, np.float32)})
+
+    train = stack_datasets([task_data(0, 0), task_data(1, 1)])
+    ckpt = stack_datasets([task_data(0, 2), task_data(1, 3)])
+
+    def predict(obs, act):   # -> (Tm, E=2, T, n, ds)
+        mean = obs[None, None] + g[:, None, None, None, :] + 0.1
+        mean = jnp.broadcast_to(mean, (2, 2) + obs.shape)
+        return mean, jnp.full_like(mean, 0.5)
+
+    out = model_readout(predict, train, ckpt, jax.random.key(0), 64)
+    assert float(out["model_train_accuracy"]) == 1.0
+    assert float(out["model_unseen_checkpoint_accuracy"]) == 1.0
+    assert float(out["model_error"]) == pytest.approx(0.1, rel=1e-4)
+    assert float(out["model_gap"]) == pytest.approx(np.sqrt(0.5), rel=1e-4)
+    assert float(out["model_gap_to_error"]) == pytest.approx(10.0, rel=1e-3)

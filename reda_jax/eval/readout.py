@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from reda_jax.algos.contrastive import prototypes
-from reda_jax.data.context import DeviceDataset, sample_task_windows
+from reda_jax.data.context import DeviceDataset, sample_task_windows, sample_transitions
 from reda_jax.eval.metrics import centroid_representation_metric, mean_pairwise_sq_distance
 from reda_jax.types import ContextBatch
 
@@ -139,3 +139,53 @@ def encoder_readout(encode: Callable[[ContextBatch], tuple[jax.Array, jax.Array]
                      w_all=w_all)
     return readout_from_embeddings(z_proto, w_proto, z_train, w_train, z_ckpt, w_ckpt,
                                    **extra)
+
+
+MODEL_KEYS = ("model_train_accuracy", "model_unseen_checkpoint_accuracy", "model_error",
+              "model_gap", "model_gap_to_error")
+
+
+def model_readout(predict: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
+                  train: DeviceDataset, unseen_checkpoints: DeviceDataset, key: jax.Array,
+                  num_transitions: int) -> dict[str, jax.Array]:
+    """Stage 1's task dynamics models read out on real transitions, n = num_transitions of
+    each training task k (training data, and its unseen checkpoints' data).
+
+    predict(obs (T, n, ds), act (T, n, da)) -> (mean, std) (T_model, E, T, n, ds): every
+    task model's members' Gaussians of s' at every task's (s, a).
+    -> {MODEL_KEYS: ()}:
+      model_train_accuracy, model_unseen_checkpoint_accuracy: share of task k's transitions
+        whose s' is likeliest (Gaussian NLL, mean over members and dims) under task k's
+        ensemble: do the models themselves tell the tasks apart off their own data?
+      model_error: RMS over transitions and dims of the own ensemble's mean prediction
+        (members averaged) minus s', on the unseen-checkpoint transitions;
+      model_gap: RMS of the other tasks' mean predictions minus the own one at the same
+        (s, a): the task signal one step carries, as the models see it;
+      model_gap_to_error: max over dims of gap / error (per dim): above 1 the models'
+        task signal exceeds their own error in at least one dimension."""
+    k_train, k_ckpt = jax.random.split(key)
+    sample = lambda data, kk: jax.vmap(lambda d, k3: sample_transitions(d, k3, num_transitions))(
+        data, jax.random.split(kk, data.size.shape[0]))
+    T = train.size.shape[0]
+    own = jnp.arange(T)[:, None]
+
+    def task_nll(batch):
+        mean, std = predict(batch.observations, batch.actions)       # (Tm, E, T, n, ds)
+        z = (mean - batch.next_observations) / std
+        return (jnp.square(z) + 2.0 * jnp.log(std)).mean((1, -1)), mean.mean(1)
+
+    nll_train, _ = task_nll(sample(train, k_train))
+    ckpt = sample(unseen_checkpoints, k_ckpt)
+    nll_ckpt, mu = task_nll(ckpt)                                     # (Tm, T, n), (Tm, T, n, ds)
+    mu_own = mu[jnp.arange(T), jnp.arange(T)]                          # (T, n, ds)
+    err = jnp.sqrt(jnp.square(mu_own - ckpt.next_observations).mean((0, 1)))   # (ds,)
+    other = (jnp.arange(T)[:, None] != jnp.arange(T)[None, :]).astype(jnp.float32)
+    gap2 = (jnp.square(mu - mu_own[None]) * other[..., None, None]).sum((0, 1, 2)) / (
+        other.sum() * mu.shape[2])                                     # (ds,)
+    return {
+        "model_train_accuracy": (jnp.argmin(nll_train, 0) == own).mean(),
+        "model_unseen_checkpoint_accuracy": (jnp.argmin(nll_ckpt, 0) == own).mean(),
+        "model_error": jnp.sqrt(jnp.mean(jnp.square(err))),
+        "model_gap": jnp.sqrt(jnp.mean(gap2)),
+        "model_gap_to_error": jnp.max(jnp.sqrt(gap2) / jnp.maximum(err, 1e-8)),
+    }
