@@ -69,8 +69,9 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Didactic: the collections' ro
                                 "dataset directory (default runs/data/<preset>/<task_set>).")
 _STAGE1_FROM = flags.DEFINE_string(
     "stage1_from", None, "Variant whose finished stage 1 (dynamics models, CVAE) each method "
-    "reuses in the same collection when its config agrees on what stage 1 depends on (a "
-    "stage-2 variant need not retrain the models).")
+    "reuses in the same collection (its own run of that variant, else its algo's: reda for "
+    "the ablations) when the configs agree on what stage 1 depends on (a stage-2 variant "
+    "need not retrain the models).")
 _NUM_WINDOWS = flags.DEFINE_integer("num_windows", 1000, "Windows per task and sample.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_encoder", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", False, "Show the stages' progress bars.")
@@ -183,9 +184,11 @@ def main(argv):
                                    int(_CHECKPOINTS.value), tuple(_SET.value))
             run_dir = prepare_run_dir(work / name / f"{method}-{_VARIANT.value}",
                                       {"train": configs.to_dict(config)})
-            source = work / name / f"{method}-{_STAGE1_FROM.value}"
-            if _STAGE1_FROM.value and source != run_dir and (source / "config.json").exists():
-                reuse_stages(run_dir, source, STAGES[1])
+            for m in dict.fromkeys((method, config.algo)):   # its own run, else its algo's
+                source = work / name / f"{m}-{_STAGE1_FROM.value}"
+                if _STAGE1_FROM.value and source != run_dir and (source / "config.json").exists():
+                    reuse_stages(run_dir, source, STAGES[1])
+                    break
             trainer = Trainer(config, data, run_dir, show_progress=_PROGRESS.value)
             out = trainer.encoder_readout(*trainer.train_encoder(),
                                           num_windows=_NUM_WINDOWS.value)

@@ -397,16 +397,21 @@ class Trainer:
         return sample_task_windows(data, key, n, self.method.window)
 
     def _encoder_accuracy(self, frozen, trainable, train: DeviceDataset, test: DeviceDataset, key):
-        """Task-identification accuracy of windows of the training data and of the unseen
-        checkpoints' test data, against prototypes of the training data."""
+        """Task-identification accuracy (nearest prototype in Euclidean distance, as the
+        read-out, `reda_jax.eval.readout`) of windows of the training data and of the
+        unseen checkpoints' test data, against prototypes of the training data."""
         n = 1000
         k1, k2, k3 = jax.random.split(key, 3)
         z_p, w_p = self.encode_windows(frozen, trainable, self._windows(train, k1, n))
         protos = contrastive.prototypes(z_p, w_p)
-        z_tr, w_tr = self.encode_windows(frozen, trainable, self._windows(train, k2, n))
-        z_te, w_te = self.encode_windows(frozen, trainable, self._windows(test, k3, n))
-        return {"train_task_id_accuracy": contrastive.task_id_accuracy(z_tr, protos, w_tr),
-                "test_task_id_accuracy": contrastive.task_id_accuracy(z_te, protos, w_te)}
+        own = jnp.arange(protos.shape[0])[:, None]
+
+        def accuracy(data, k):
+            z, w = self.encode_windows(frozen, trainable, self._windows(data, k, n))
+            return readout.weighted_mean(readout.nearest_prototype_hits(z, protos, own), w)
+
+        return {"train_task_id_accuracy": accuracy(train, k2),
+                "test_task_id_accuracy": accuracy(test, k3)}
 
     def _embeddings(self, frozen, trainable, data: DeviceDataset, key):
         """z (T_all, n, Z) of n windows of every task's test data."""

@@ -4,9 +4,10 @@ task, Z = z size.
 
 Every accuracy is nearest-prototype in Euclidean distance, the geometry of d(phi) (Eq. 8)
 and of FOCAL's loss: a task's prototype is the mean z of n windows of its data drawn with a
-key of their own, never the windows being scored. (Training logs score windows by the
-InfoNCE logit <z, p_j> instead, `contrastive.task_id_accuracy`; the two differ only when
-prototypes differ in norm.)
+key of their own, never the windows being scored. The trainer's per-epoch and final
+`task_id_accuracy` use the same rule; only ReDA's `rollout/task_id_accuracy` (the
+adversary's target) scores by the InfoNCE logit <z, p_j> (`contrastive.task_id_accuracy`),
+which differs where prototypes differ in norm.
 
   train_accuracy              windows of the training data, training prototypes
   unseen_checkpoint_accuracy  windows of the training tasks' unseen checkpoints (other
