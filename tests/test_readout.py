@@ -45,6 +45,25 @@ def test_d_phi_and_accuracy_disagree_when_task_2_is_spread_and_the_centroid_metr
     assert float(nearest_prototype_hits(test, protos, 0).mean()) == 0.0
     assert float(centroid_representation_metric(z_train, test, 0)) == pytest.approx(
         12.25 / 0.25, rel=0.05)
+    w = jnp.ones((2, n))
+    out = readout_from_embeddings(z_train, w, z_train, w, jnp.stack([test, test]), w)
+    assert float(out["d_phi_median"]) == pytest.approx(12.25 / 0.25, rel=0.05)
+    assert float(out["unseen_checkpoint_accuracy"]) == pytest.approx(0.5)  # task 2's are right
+
+
+def test_the_window_median_follows_the_majority_where_outliers_pull_the_centre():
+    """Training prototypes at 0 (task 1) and 4 (task 2). 70% of task 1's test windows
+    sit at 3 (nearer task 2), 30% far out at -20: the test centre (-3.9) is nearer task
+    1's, so Eq. 8 and its centroid form read 'task 1', while most windows are task 2's."""
+    n = 100
+    z_train = jnp.stack([jnp.zeros((n, 1)), jnp.full((n, 1), 4.0)])
+    test = jnp.concatenate([jnp.full((70, 1), 3.0), jnp.full((30, 1), -20.0)])
+    w = jnp.ones((2, n))
+    out = readout_from_embeddings(z_train, w, z_train, w, jnp.stack([test, test]), w)
+    assert float(out["d_phi"]) < 1.0 and float(out["d_phi_centroid"]) < 1.0
+    assert float(out["d_phi_median"]) == pytest.approx(9.0)     # 3^2 / 1^2
+    acc_task1 = float(nearest_prototype_hits(test, z_train.mean(1), 0).mean())
+    assert acc_task1 == pytest.approx(0.3)
 
 
 def test_nearest_prototype_hits_use_euclidean_distance_not_the_dot_product():
@@ -125,6 +144,7 @@ def test_encoder_readout_end_to_end_with_an_encoder_that_reads_the_observation()
     # Eq. 8 for task 1: |0 - 1|^2 / |4 - 1|^2, no spread.
     assert float(out["d_phi"]) == pytest.approx(1.0 / 9.0, rel=1e-5)
     assert float(out["d_phi_centroid"]) == pytest.approx(1.0 / 9.0, rel=1e-5)
+    assert float(out["d_phi_median"]) == pytest.approx(1.0 / 9.0, rel=1e-5)
     # The unseen task's own region (2.5) is nearest its own prototype.
     assert float(out["unseen_task_accuracy"]) == 1.0
 

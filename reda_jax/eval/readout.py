@@ -22,6 +22,17 @@ which differs where prototypes differ in norm.
   d_phi                       Eq. 8 for the first training task and its unseen checkpoint,
                               the denominator averaged over the other training tasks
   d_phi_centroid              the same without the spread terms (`spread_decomposition`)
+  d_phi_median                per window: the median over the unseen-checkpoint windows of
+                              task 1 of |z - p_1|^2 / mean_{j != 1} |z - p_j|^2; with two
+                              tasks it is below 1 exactly when most windows are nearer task
+                              1's prototype, so it agrees with the accuracy in sign
+
+Why d(phi) and the accuracy can disagree: Eq. 8 is a ratio of mean squared distances over
+all pairs, and a mean pairwise distance is |centre difference|^2 plus both clouds' spreads
+(`spread_decomposition`). A wide training cloud of task 2 lowers d(phi) as a nearer centre
+would, and a few test windows far out on task 1's side pull the test centre over while
+most windows sit nearer task 2. The accuracy counts windows. d_phi_centroid removes the
+spreads; d_phi_median also removes the outliers' pull.
 """
 from __future__ import annotations
 
@@ -37,7 +48,7 @@ from reda_jax.eval.metrics import centroid_representation_metric, mean_pairwise_
 from reda_jax.types import ContextBatch
 
 READOUT_KEYS = ("train_accuracy", "unseen_checkpoint_accuracy", "linear_probe_accuracy",
-                "unseen_task_accuracy", "d_phi", "d_phi_centroid")
+                "unseen_task_accuracy", "d_phi", "d_phi_centroid", "d_phi_median")
 
 
 def nearest_prototype_hits(z: jax.Array, protos: jax.Array, labels: jax.Array) -> jax.Array:
@@ -110,6 +121,8 @@ def readout_from_embeddings(z_proto, w_proto, z_train, w_train, z_ckpt, w_ckpt,
                                   for j in range(1, T)]))
         out["d_phi"] = num / den
         out["d_phi_centroid"] = centroid_representation_metric(z_train, z_test, 0, w_train)
+        d2 = jnp.sum(jnp.square(z_test[:, None, :] - protos[None]), -1)        # (n, T)
+        out["d_phi_median"] = jnp.median(d2[:, 0] / d2[:, 1:].mean(-1))
     if z_all is not None and z_all.shape[0] > T:
         all_protos = prototypes(z_all_proto, w_all_proto)
         unseen = jnp.arange(z_all.shape[0])[:, None] >= T
