@@ -38,7 +38,8 @@ DIDACTIC = "didactic"
 ENCODER_ALGOS = tuple(didactic.CONTEXT_METHODS)
 METHODS = ENCODER_ALGOS + tuple(f"reda_{a}" for a in ABLATIONS if a != "none")
 LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
-          "unseen-checkpoint windows", "linear_probe_accuracy": "linear probe (unseen ckpt)",
+          "unseen-checkpoint windows", "task1_unseen_checkpoint_accuracy":
+          "task 1's unseen-ckpt windows", "linear_probe_accuracy": "linear probe (unseen ckpt)",
           "unseen_task_accuracy": "unseen-task windows", "d_phi": "d(phi) (Eq. 8)",
           "d_phi_centroid": "d(phi), centroids", "d_phi_median": "d(phi), window median",
           "model_train_accuracy": "models: training data",

@@ -43,6 +43,7 @@ def test_probe_encoder_app_stops_where_the_encoder_is_final(tmp_path):
     per = record["per_collection"]["collect0"]
     for method in ("focal", "om_sac"):
         assert set(per[method]) == {"train_accuracy", "unseen_checkpoint_accuracy",
+                                    "task1_unseen_checkpoint_accuracy",
                                     "linear_probe_accuracy", "d_phi", "d_phi_centroid",
                                     "d_phi_median"}
         for key, values in per[method].items():

@@ -49,6 +49,7 @@ def test_d_phi_and_accuracy_disagree_when_task_2_is_spread_and_the_centroid_metr
     out = readout_from_embeddings(z_train, w, z_train, w, jnp.stack([test, test]), w)
     assert float(out["d_phi_median"]) == pytest.approx(12.25 / 0.25, rel=0.05)
     assert float(out["unseen_checkpoint_accuracy"]) == pytest.approx(0.5)  # task 2's are right
+    assert float(out["task1_unseen_checkpoint_accuracy"]) == 0.0
 
 
 def test_the_window_median_follows_the_majority_where_outliers_pull_the_centre():
@@ -62,6 +63,7 @@ def test_the_window_median_follows_the_majority_where_outliers_pull_the_centre()
     out = readout_from_embeddings(z_train, w, z_train, w, jnp.stack([test, test]), w)
     assert float(out["d_phi"]) < 1.0 and float(out["d_phi_centroid"]) < 1.0
     assert float(out["d_phi_median"]) == pytest.approx(9.0)     # 3^2 / 1^2
+    assert float(out["task1_unseen_checkpoint_accuracy"]) == pytest.approx(0.3)
     acc_task1 = float(nearest_prototype_hits(test, z_train.mean(1), 0).mean())
     assert acc_task1 == pytest.approx(0.3)
 
@@ -141,6 +143,7 @@ def test_encoder_readout_end_to_end_with_an_encoder_that_reads_the_observation()
         jax.random.key(0))
     assert float(out["train_accuracy"]) == 1.0
     assert float(out["unseen_checkpoint_accuracy"]) == 0.5
+    assert float(out["task1_unseen_checkpoint_accuracy"]) == 1.0
     # Eq. 8 for task 1: |0 - 1|^2 / |4 - 1|^2, no spread.
     assert float(out["d_phi"]) == pytest.approx(1.0 / 9.0, rel=1e-5)
     assert float(out["d_phi_centroid"]) == pytest.approx(1.0 / 9.0, rel=1e-5)

@@ -13,6 +13,9 @@ which differs where prototypes differ in norm.
   unseen_checkpoint_accuracy  windows of the training tasks' unseen checkpoints (other
                               behavior policies: the paper's off-policy contexts), training
                               prototypes; the spurious relationship lowers it
+  task1_unseen_checkpoint_accuracy
+                              the same, the first training task's windows only (the
+                              windows d(phi) reads; the didactic's D1_test)
   linear_probe_accuracy       a linear classifier fitted on training windows, scored on the
                               unseen-checkpoint windows: whether ANY linear direction of z
                               still carries the task, where the prototypes' does not
@@ -25,7 +28,8 @@ which differs where prototypes differ in norm.
   d_phi_median                per window: the median over the unseen-checkpoint windows of
                               task 1 of |z - p_1|^2 / mean_{j != 1} |z - p_j|^2; with two
                               tasks it is below 1 exactly when most windows are nearer task
-                              1's prototype, so it agrees with the accuracy in sign
+                              1's prototype, so it agrees in sign with
+                              task1_unseen_checkpoint_accuracy - 0.5
 
 Why d(phi) and the accuracy can disagree: Eq. 8 is a ratio of mean squared distances over
 all pairs, and a mean pairwise distance is |centre difference|^2 plus both clouds' spreads
@@ -47,7 +51,8 @@ from reda_jax.data.context import DeviceDataset, sample_task_windows, sample_tra
 from reda_jax.eval.metrics import centroid_representation_metric, mean_pairwise_sq_distance
 from reda_jax.types import ContextBatch
 
-READOUT_KEYS = ("train_accuracy", "unseen_checkpoint_accuracy", "linear_probe_accuracy",
+READOUT_KEYS = ("train_accuracy", "unseen_checkpoint_accuracy",
+                "task1_unseen_checkpoint_accuracy", "linear_probe_accuracy",
                 "unseen_task_accuracy", "d_phi", "d_phi_centroid", "d_phi_median")
 
 
@@ -108,10 +113,11 @@ def readout_from_embeddings(z_proto, w_proto, z_train, w_train, z_ckpt, w_ckpt,
     T = z_train.shape[0]
     protos = prototypes(z_proto, w_proto)
     own = jnp.arange(T)[:, None]
+    ckpt_hits = nearest_prototype_hits(z_ckpt, protos, own)
     out = {
         "train_accuracy": weighted_mean(nearest_prototype_hits(z_train, protos, own), w_train),
-        "unseen_checkpoint_accuracy": weighted_mean(
-            nearest_prototype_hits(z_ckpt, protos, own), w_ckpt),
+        "unseen_checkpoint_accuracy": weighted_mean(ckpt_hits, w_ckpt),
+        "task1_unseen_checkpoint_accuracy": weighted_mean(ckpt_hits[0], w_ckpt[0]),
         "linear_probe_accuracy": linear_probe_accuracy(z_train, w_train, z_ckpt, w_ckpt),
     }
     if T > 1:
