@@ -188,7 +188,10 @@ def main(argv):
             for m in dict.fromkeys((method, config.algo)):   # its own run, else its algo's
                 source = work / name / f"{m}-{_STAGE1_FROM.value}"
                 if _STAGE1_FROM.value and source != run_dir and (source / "config.json").exists():
-                    reuse_stages(run_dir, source, STAGES[1])
+                    try:
+                        reuse_stages(run_dir, source, STAGES[1])
+                    except InputError as e:   # e.g. the variant changes the models
+                        print(f"{name} {method}: stage 1 trained afresh ({e})", flush=True)
                     break
             trainer = Trainer(config, data, run_dir, show_progress=_PROGRESS.value)
             out = trainer.encoder_readout(*trainer.train_encoder(),
