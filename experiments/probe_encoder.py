@@ -31,7 +31,7 @@ from reda_jax import configs, didactic
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
 from reda_jax.eval.readout import MODEL_KEYS, READOUT_KEYS
 from reda_jax.experiment import ABLATIONS, build_config, load_or_collect
-from reda_jax.run_info import prepare_run_dir, quiet_logs
+from reda_jax.run_info import prepare_run_dir, quiet_logs, write_json_atomic
 from reda_jax.validate import InputError, at_least, ints, run_app, writable_dir
 
 DIDACTIC = "didactic"
@@ -124,6 +124,23 @@ def readout_rows(per_collection: dict[str, dict[str, dict]]) -> dict[str, dict[s
     return rows
 
 
+def paired_rows(ours: dict, base: dict) -> dict[str, dict[str, list]]:
+    """Per-collection results of a variant and of a base run (`per_collection` of their
+    JSON) -> {method: {key: per-seed differences ours - base}}, pooled over the
+    collections and keys both have: the same data and seeds, one change."""
+    rows: dict[str, dict[str, list]] = {}
+    for name, by_method in ours.items():
+        for method, values in by_method.items():
+            other = base.get(name, {}).get(method)
+            if other is None:
+                continue
+            row = rows.setdefault(method, {})
+            for key, v in values.items():
+                if key in other and len(other[key]) == len(v):
+                    row.setdefault(key, []).extend(np.subtract(v, other[key]).tolist())
+    return {m: r for m, r in rows.items() if r}
+
+
 def format_readout(rows: dict[str, dict[str, list]]) -> str:
     """Markdown: a row per method, a column per read-out key any method has."""
     keys = [k for k in READOUT_KEYS + MODEL_KEYS if any(k in r for r in rows.values())]
@@ -208,12 +225,19 @@ def main(argv):
               "set": list(_SET.value), "num_seeds": _NUM_SEEDS.value, "data": infos,
               "per_collection": results}
     out_path = work / f"readout-{_VARIANT.value}.json"
-    out_path.write_text(json.dumps(record, indent=1))
+    write_json_atomic(out_path, record)
     print(f"\nEncoder read-out, {_TASK_SET.value}, preset {preset}, variant {_VARIANT.value}"
           f"{' (' + ' '.join(_SET.value) + ')' if _SET.value else ''}: mean [95% t-interval] "
           f"over {_NUM_SEEDS.value} seeds x {len(results)} collection(s); chance "
           f"{1 / len(task_set.train_tasks):.2f}\n")
     print(table)
+    base_path = work / "readout-default.json"
+    if _VARIANT.value != "default" and base_path.exists():
+        paired = paired_rows(results, json.loads(base_path.read_text())["per_collection"])
+        if paired:
+            print(f"\nPaired difference, variant {_VARIANT.value} - default (same data and "
+                  "seeds): mean [95% t-interval]\n")
+            print(format_readout(paired))
     print(f"\n{out_path}")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.probe_encoder import format_readout, method_config, readout_rows
+from experiments.probe_encoder import format_readout, method_config, paired_rows, readout_rows
 from reda_jax.validate import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +29,15 @@ def test_rows_pool_seeds_over_collections():
     assert rows == {"reda": {"d_phi": [1.0, 2.0, 3.0, 4.0]}}
     table = format_readout(rows)
     assert "| reda | 2.50 [" in table and table.rstrip().endswith("| 4 |")
+
+
+def test_paired_differences_match_seeds_and_collections():
+    ours = {"c0": {"reda": {"acc": [0.5, 0.7]}}, "c1": {"reda": {"acc": [0.4, 0.4]},
+                                                       "focal": {"acc": [0.9, 0.9]}}}
+    base = {"c0": {"reda": {"acc": [0.3, 0.6]}}, "c1": {"reda": {"acc": [0.4, 0.1]}}}
+    rows = paired_rows(ours, base)
+    assert list(rows) == ["reda"]             # focal has no base run to pair with
+    np.testing.assert_allclose(rows["reda"]["acc"], [0.2, 0.1, 0.0, 0.3])
 
 
 @pytest.mark.timeout(900)
