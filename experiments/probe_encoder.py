@@ -29,7 +29,6 @@ from absl import flags
 
 from reda_jax import configs, didactic
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
-from reda_jax.eval.readout import MODEL_KEYS, READOUT_KEYS
 from reda_jax.experiment import ABLATIONS, build_config, load_or_collect
 from reda_jax.run_info import prepare_run_dir, quiet_logs, write_json_atomic
 from reda_jax.validate import InputError, at_least, ints, run_app, writable_dir
@@ -45,7 +44,13 @@ LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
           "model_train_accuracy": "models: training data",
           "model_unseen_checkpoint_accuracy": "models: unseen ckpt",
           "model_error": "model error", "model_gap": "model gap",
-          "model_gap_to_error": "gap / error"}
+          "model_gap_to_error": "gap / error", "true_gap": "true gap",
+          "model_gap_cosine": "cos(model gap, true gap)",
+          "model_gap_error": "model gap error / true gap",
+          "model_physics_error": "model error / true gap",
+          "recorded_vs_simulated": "recorded vs simulated s'",
+          "train_model_gap_cosine": "cos(model gap, true gap), training data",
+          "train_model_physics_error": "model error / true gap, training data"}
 
 _TASK_SET = flags.DEFINE_enum("task_set", DIDACTIC, [DIDACTIC] + sorted(TASK_SETS),
                               "The didactic data, or a task set.")
@@ -143,7 +148,7 @@ def paired_rows(ours: dict, base: dict) -> dict[str, dict[str, list]]:
 
 def format_readout(rows: dict[str, dict[str, list]]) -> str:
     """Markdown: a row per method, a column per read-out key any method has."""
-    keys = [k for k in READOUT_KEYS + MODEL_KEYS if any(k in r for r in rows.values())]
+    keys = [k for k in LABELS if any(k in r for r in rows.values())]
     lines = ["| method | " + " | ".join(LABELS[k] for k in keys) + " | n |",
              "|---|" + "---|" * (len(keys) + 1)]
     for method, row in rows.items():
@@ -214,8 +219,9 @@ def main(argv):
             out = trainer.encoder_readout(*trainer.train_encoder(),
                                           num_windows=_NUM_WINDOWS.value)
             if trainer.method.stage1 == "dynamics":   # finished: restored, not retrained
-                out.update(trainer.dynamics_readout(trainer.train_stage1(),
-                                                    _NUM_WINDOWS.value))
+                models = trainer.train_stage1()
+                out.update(trainer.dynamics_readout(models, _NUM_WINDOWS.value))
+                out.update(trainer.physics_readout(models))
             results.setdefault(name, {})[method] = {k: v.tolist() for k, v in out.items()}
             print(f"{name} {method}: " + ", ".join(f"{k} {np.mean(v):.3f}"
                                                    for k, v in out.items()), flush=True)

@@ -574,9 +574,7 @@ class Trainer:
                          key_index: int = 0) -> dict[str, np.ndarray]:
         """`readout.model_readout` of each seed's stage-1 task dynamics models (ReDA's
         stage1_state, leading seed axis) -> {name: (S,)}."""
-        dcfg, data, ts = self.config.dynamics, self.data, self.data.task_set
-        dyn = dynamics.make_gaussian_ensemble(dcfg, ts.obs_dim + ts.act_dim, ts.obs_dim,
-                                              dcfg.num_models, dcfg.hidden_dims)
+        data, dyn = self.data, self._dynamics_fns()
 
         def one(state, key):
             predict = lambda o, a: jax.vmap(
@@ -587,6 +585,39 @@ class Trainer:
         keys = epoch_keys(seed_keys(self.config.seed, self.num_seeds, 7), key_index)
         out = jax.jit(jax.vmap(one))(stage1_state, keys)
         return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+
+    def _dynamics_fns(self):
+        dcfg, ts = self.config.dynamics, self.data.task_set
+        return dynamics.make_gaussian_ensemble(dcfg, ts.obs_dim + ts.act_dim, ts.obs_dim,
+                                               dcfg.num_models, dcfg.hidden_dims)
+
+    def physics_readout(self, stage1_state, num_transitions: int = 500
+                        ) -> dict[str, np.ndarray]:
+        """`physics.physics_readout` of each seed's stage-1 task models against the real
+        simulator, at n = num_transitions evenly spaced rows of every training task's
+        unseen-checkpoint data (keys as returned) and of its training data (keys prefixed
+        'train_') -> {name: (S,)}."""
+        from reda_jax.eval import physics
+        ts, dyn = self.data.task_set, self._dynamics_fns()
+        T = len(ts.train_tasks)
+        mean_next = jax.jit(jax.vmap(jax.vmap(
+            lambda st, o, a: dynamics.next_state_distribution(dyn, st, o, a)[0].mean(0),
+            in_axes=(0, None, None)), in_axes=(0, None, None)))
+        result = {}
+        for prefix, data in (("", self.data.test_train_tasks), ("train_", self.data.train)):
+            host = jax.device_get(data)
+            rows = [np.linspace(0, int(host.size[k]) - 1, num_transitions).astype(int)
+                    for k in range(T)]
+            take = lambda x: np.stack([np.asarray(x[k])[rows[k]] for k in range(T)])
+            obs, act = take(host.transitions.observations), take(host.transitions.actions)
+            true_next = np.stack([np.stack([physics.simulated_next_observations(
+                ts, task.multiplier, obs[k], act[k]) for k in range(T)])
+                for task in ts.train_tasks])                         # (T_phys, T, n, ds)
+            model_mean = np.asarray(mean_next(stage1_state.dynamics, obs, act))  # (S, Tm, T, n, ds)
+            out = [physics.physics_readout(true_next, m, take(host.transitions.next_observations))
+                   for m in model_mean]
+            result.update({prefix + k: np.array([o[k] for o in out]) for k in out[0]})
+        return result
 
     def evaluate_policy(self, meta_state, frozen, protocol: str,
                         contexts: Mapping[str, Any] | None = None) -> dict:

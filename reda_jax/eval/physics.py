@@ -1,0 +1,68 @@
+"""The real simulator as a read-out: the next observation each task's physics gives at the
+same (s, a), to compare the task dynamics models' view of the task signal with the true one.
+
+Works for gymnasium MuJoCo envs whose observation is (qpos[k:], qvel) with the first k
+positions excluded (k = 0: InvertedPendulum; k = 1: Hopper, Walker2d, HalfCheetah, whose
+dynamics do not depend on the excluded x position, set to 0 here). Hopper and Walker2d clip
+the observed velocities to [-10, 10]; a clipped row restarts from the clipped value.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from reda_jax.envs.tasks import TaskSet
+
+
+def simulated_next_observations(task_set: TaskSet, multiplier: float, observations: np.ndarray,
+                                actions: np.ndarray) -> np.ndarray:
+    """observations (n, ds), actions (n, da) -> (n, ds): one env step from each row's state
+    under the task with this multiplier (actions in the env's [-1, 1] range)."""
+    env = task_set.make_env(multiplier)
+    try:
+        env.reset(seed=0)
+        base = env.unwrapped
+        nq, nv = base.model.nq, base.model.nv
+        skip = nq + nv - observations.shape[-1]
+        if skip not in (0, 1):
+            raise ValueError(f"{task_set.env_id}: observations of size {observations.shape[-1]}"
+                             f" are not (qpos[k:], qvel) of nq={nq}, nv={nv}")
+        out = np.empty_like(observations, dtype=np.float64)
+        for i, (obs, act) in enumerate(zip(np.asarray(observations, np.float64),
+                                           np.asarray(actions, np.float64))):
+            qpos = np.concatenate([np.zeros(skip), obs[:nq - skip]])
+            base.set_state(qpos, obs[nq - skip:])
+            out[i] = env.step(act)[0]
+        return out.astype(np.float32)
+    finally:
+        env.close()
+
+
+def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.ndarray
+                    ) -> dict[str, float]:
+    """Models against the real physics at the same (s, a) of every training task's
+    unseen-checkpoint data: true_next, model_mean (T_phys / T_model, T_data, n, ds) (the
+    simulator's and the task models' member-averaged next observation; T_phys = T_model =
+    T, task j's physics / model), next_obs (T_data, n, ds) the recorded s' (= true_next of
+    the data's own task). -> {
+      true_gap: RMS over rows and dims of true_next[j] - true_next[k] over pairs j != k at
+        task k's data: the task signal one step carries;
+      model_gap_cosine: mean over rows and pairs of the cosine between the models' gap
+        model_mean[j] - model_mean[k] and the true gap (1: the models' difference points
+        the way the physics' does);
+      model_gap_error: RMS of (models' gap - true gap) / true_gap (0: exact; ~1: the
+        models' difference is unrelated to the physics' in size or direction);
+      model_physics_error: RMS of model_mean[j] - true_next[j] over every (j, k) / true_gap:
+        every model's error at these states, in units of the task signal}."""
+    T = true_next.shape[0]
+    pairs = [(j, k) for k in range(T) for j in range(T) if j != k]
+    true_gap = np.stack([true_next[j, k] - true_next[k, k] for j, k in pairs])    # (P, n, ds)
+    model_gap = np.stack([model_mean[j, k] - model_mean[k, k] for j, k in pairs])
+    size = float(np.sqrt(np.mean(true_gap ** 2)))
+    dot = (true_gap * model_gap).sum(-1)
+    norms = np.linalg.norm(true_gap, axis=-1) * np.linalg.norm(model_gap, axis=-1)
+    return {"true_gap": size,
+            "model_gap_cosine": float(np.mean(dot / np.maximum(norms, 1e-12))),
+            "model_gap_error": float(np.sqrt(np.mean((model_gap - true_gap) ** 2))) / size,
+            "model_physics_error": float(np.sqrt(np.mean((model_mean - true_next) ** 2))) / size,
+            "recorded_vs_simulated": float(np.max(np.abs(
+                true_next[np.arange(T), np.arange(T)] - next_obs)))}
