@@ -52,6 +52,9 @@ LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
           "train_model_gap_cosine": "cos(model gap, true gap), training data",
           "train_model_physics_error": "model error / true gap, training data"}
 
+MODEL_PREFIXES = ("model_", "true_gap", "recorded_", "train_model_")
+"""Keys of stage 1's task models' read-out (the second table)."""
+
 _TASK_SET = flags.DEFINE_enum("task_set", DIDACTIC, [DIDACTIC] + sorted(TASK_SETS),
                               "The didactic data, or a task set.")
 _METHODS = flags.DEFINE_list("methods", ["reda", "reda_wo_model", "focal"],
@@ -147,15 +150,23 @@ def paired_rows(ours: dict, base: dict) -> dict[str, dict[str, list]]:
 
 
 def format_readout(rows: dict[str, dict[str, list]]) -> str:
-    """Markdown: a row per method, a column per read-out key any method has."""
-    keys = [k for k in LABELS if any(k in r for r in rows.values())]
-    lines = ["| method | " + " | ".join(LABELS[k] for k in keys) + " | n |",
-             "|---|" + "---|" * (len(keys) + 1)]
-    for method, row in rows.items():
-        n = len(next(iter(row.values())))
-        lines.append(f"| {method} | " + " | ".join(didactic.format_cell(row.get(k))
-                                                    for k in keys) + f" | {n} |")
-    return "\n".join(lines)
+    """Markdown: a row per method, a column per read-out key any method has; the
+    encoder's keys in one table, stage 1's models' (methods that have them) in a second."""
+    tables = []
+    for part in ([k for k in LABELS if not k.startswith(MODEL_PREFIXES)],
+                 [k for k in LABELS if k.startswith(MODEL_PREFIXES)]):
+        keys = [k for k in part if any(k in r for r in rows.values())]
+        body = [(m, r) for m, r in rows.items() if any(k in r for k in keys)]
+        if not keys or not body:
+            continue
+        lines = ["| method | " + " | ".join(LABELS[k] for k in keys) + " | n |",
+                 "|---|" + "---|" * (len(keys) + 1)]
+        for method, row in body:
+            n = len(next(iter(row.values())))
+            lines.append(f"| {method} | " + " | ".join(didactic.format_cell(row.get(k))
+                                                        for k in keys) + f" | {n} |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:

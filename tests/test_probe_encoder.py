@@ -29,6 +29,10 @@ def test_rows_pool_seeds_over_collections():
     assert rows == {"reda": {"d_phi": [1.0, 2.0, 3.0, 4.0]}}
     table = format_readout(rows)
     assert "| reda | 2.50 [" in table and table.rstrip().endswith("| 4 |")
+    two = format_readout({"reda": {"d_phi": [1.0, 2.0], "model_error": [0.1, 0.3]},
+                          "focal": {"d_phi": [1.0, 1.0]}}).split("\n\n")
+    assert len(two) == 2 and "model error" in two[1] and "focal" not in two[1]
+    assert "model error" not in two[0] and "| focal | 1.00" in two[0]
 
 
 def test_paired_differences_match_seeds_and_collections():
