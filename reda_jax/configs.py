@@ -236,6 +236,10 @@ class RepresentationConfig:
     model_transition: str = "sample"
     """A rollout's next state: 'sample' (a draw from one random member's Gaussian, as
     MOPO and the reference code) or 'mean' (that member's mean)."""
+    uncertainty_quantile: float = 1.0
+    """Model windows kept for the encoder: those whose largest u(s, a) so far lies at or
+    below this quantile of the epoch's u over each task's valid rollout steps (1.0: all, as
+    the paper and reference code; 0.5: the more certain half of the steps)."""
 
     def __post_init__(self):
         for field, allowed in (("rollout_start", ROLLOUT_STARTS), ("start_token", START_TOKENS),
@@ -246,6 +250,9 @@ class RepresentationConfig:
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got "
                              f"{self.augmentation!r}")
+        if not 0.0 < self.uncertainty_quantile <= 1.0:
+            raise ValueError(f"uncertainty_quantile must be in (0, 1], got "
+                             f"{self.uncertainty_quantile}")
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
         if self.horizon < 1:

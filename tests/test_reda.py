@@ -180,3 +180,19 @@ def test_mean_model_transitions_leave_out_the_models_noise(toy_models):
         return ds[..., 0][both].var()      # dimension 0 carries no drift in any task
     sampled, mean = residual_var(), residual_var(model_transition="mean")
     assert mean < 0.5 * sampled, (mean, sampled)
+
+
+def test_uncertainty_quantile_keeps_the_more_certain_windows(toy_models):
+    """u(s, a) per rollout step from the toy ensembles; a window is kept when the largest
+    u of its rollout so far is within the epoch's quantile. Keeping the quantile-q part
+    of the steps keeps at most that share of windows, fewer for a smaller q, and a window
+    is never kept when an earlier window of its rollout was dropped."""
+    counts = {}
+    for q in (1.0, 0.5, 0.25):
+        tokens, mask = _model_windows(toy_models, uncertainty_quantile=q)
+        kept = mask.sum(-1) > 0                              # (T, R * h), rollout-major
+        counts[q] = int(kept.sum())
+        by_step = kept.reshape(kept.shape[0], -1, 3)         # (T, R, h)
+        assert np.all(by_step[..., 1:] <= by_step[..., :-1])
+    assert counts[1.0] > 0
+    assert counts[0.25] < counts[0.5] <= 0.55 * counts[1.0], counts

@@ -229,7 +229,17 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 new_masks = new_masks * not_start_token
                 new_wins = new_wins * not_start_token[..., None]
             new_windows = (new_wins.reshape(T, -1, K, D), new_masks.reshape(T, -1, K))
-            windows = jax.vmap(ring.push)(windows, new_windows, new_windows[1][..., -1])
+            keep = new_windows[1][..., -1]
+            if rcfg.uncertainty_quantile < 1.0:
+                # Window ending at token j: the largest u of steps 0..j-1 of its rollout.
+                u_so_far = jax.lax.cummax(roll.uncertainty, axis=2)           # (T, R, h)
+                u_valid = jnp.where(valid > 0, roll.uncertainty, jnp.nan)
+                limit = jnp.nanquantile(u_valid.reshape(T, -1), rcfg.uncertainty_quantile,
+                                        axis=1)                                # (T,)
+                keep = keep * (u_so_far <= limit[:, None, None]).reshape(T, -1)
+                metrics["rollout/kept_fraction"] = keep.sum() / jnp.maximum(
+                    new_windows[1][..., -1].sum(), 1.0)
+            windows = jax.vmap(ring.push)(windows, new_windows, keep)
             if adversarial_policy:
                 r_adv = adversarial.adversarial_reward(scores)
                 reward = adversarial.total_reward(r_adv, roll.uncertainty, roll.rewards,
