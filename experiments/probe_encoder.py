@@ -27,33 +27,12 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from reda_jax import configs, didactic
-from reda_jax.envs.tasks import TASK_SETS, get_task_set
-from reda_jax.experiment import ABLATIONS, build_config, load_or_collect
+from reda_jax import configs
+from reda_jax.encoder_probe import DIDACTIC, METHODS, collections, format_readout, \
+    method_config, paired_rows, readout_rows
+from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.run_info import prepare_run_dir, quiet_logs, write_json_atomic
 from reda_jax.validate import InputError, at_least, ints, run_app, writable_dir
-
-DIDACTIC = "didactic"
-ENCODER_ALGOS = tuple(didactic.CONTEXT_METHODS)
-METHODS = ENCODER_ALGOS + tuple(f"reda_{a}" for a in ABLATIONS if a != "none")
-LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
-          "unseen-checkpoint windows", "task1_unseen_checkpoint_accuracy":
-          "task 1's unseen-ckpt windows", "linear_probe_accuracy": "linear probe (unseen ckpt)",
-          "unseen_task_accuracy": "unseen-task windows", "d_phi": "d(phi) (Eq. 8)",
-          "d_phi_centroid": "d(phi), centroids", "d_phi_median": "d(phi), window median",
-          "model_train_accuracy": "models: training data",
-          "model_unseen_checkpoint_accuracy": "models: unseen ckpt",
-          "model_error": "model error", "model_gap": "model gap",
-          "model_gap_to_error": "gap / error", "true_gap": "true gap",
-          "model_gap_cosine": "cos(model gap, true gap)",
-          "model_gap_error": "model gap error / true gap",
-          "model_physics_error": "model error / true gap",
-          "recorded_vs_simulated": "recorded vs simulated s'",
-          "train_model_gap_cosine": "cos(model gap, true gap), training data",
-          "train_model_physics_error": "model error / true gap, training data"}
-
-MODEL_PREFIXES = ("model_", "true_gap", "recorded_", "train_model_")
-"""Keys of stage 1's task models' read-out (the second table)."""
 
 _TASK_SET = flags.DEFINE_enum("task_set", DIDACTIC, [DIDACTIC] + sorted(TASK_SETS),
                               "The didactic data, or a task set.")
@@ -84,89 +63,6 @@ _STAGE1_FROM = flags.DEFINE_string(
 _NUM_WINDOWS = flags.DEFINE_integer("num_windows", 1000, "Windows per task and sample.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_encoder", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", False, "Show the stages' progress bars.")
-
-
-def method_config(method: str, task_set: str, preset: str, num_seeds: int, checkpoints: int,
-                  overrides: tuple[str, ...]) -> configs.TrainConfig:
-    """The TrainConfig of a method name (algo or reda_<ablation>) with `overrides` applied."""
-    algo, ablation = ("reda", method[len("reda_"):]) if method.startswith("reda_") else (
-        method, "none")
-    if algo not in ENCODER_ALGOS or ablation not in ABLATIONS:
-        raise InputError(f"--methods: {method!r} is not one of {', '.join(METHODS)} (methods "
-                         "without a learned task representation have nothing to read out)")
-    ablate = tuple(f"representation.{k}={v!r}" for k, v in ABLATIONS[ablation].items())
-    try:
-        if task_set == DIDACTIC:
-            return didactic.train_config(algo, preset, num_seeds, ablate + overrides)
-        config = build_config(task_set, preset, checkpoints, ablation, num_seeds, algo=algo)
-        for assignment in overrides:
-            config = configs.override(config, assignment)
-        return config
-    except ValueError as e:
-        raise InputError(f"--set: {e}") from e
-
-
-def collections(task_set: str, preset: str, collect_seeds: list[int], checkpoints: int,
-                data_dir: str | None):
-    """[(name, TaskSet, train {task: arrays}, test {task: arrays}, info)] per collection."""
-    if task_set == DIDACTIC:
-        out = []
-        for cs in collect_seeds:
-            root = Path(data_dir or "runs/didactic") / f"collect{cs}"
-            train, test, info = didactic.didactic_data(root, preset, cs)
-            out.append((f"collect{cs}", get_task_set(didactic.TASK_SET), train, test, info))
-        return out
-    data_dir = data_dir or f"runs/data/{preset}/{task_set}"
-    train, test = load_or_collect(task_set, preset, checkpoints, data_dir)
-    return [("data", get_task_set(task_set), train, test, {"data_dir": data_dir})]
-
-
-def readout_rows(per_collection: dict[str, dict[str, dict]]) -> dict[str, dict[str, list]]:
-    """{collection: {method: {key: per-seed list}}} -> {method: {key: pooled list}}."""
-    rows: dict[str, dict[str, list]] = {}
-    for by_method in per_collection.values():
-        for method, values in by_method.items():
-            row = rows.setdefault(method, {})
-            for key, v in values.items():
-                row.setdefault(key, []).extend(v)
-    return rows
-
-
-def paired_rows(ours: dict, base: dict) -> dict[str, dict[str, list]]:
-    """Per-collection results of a variant and of a base run (`per_collection` of their
-    JSON) -> {method: {key: per-seed differences ours - base}}, pooled over the
-    collections and keys both have: the same data and seeds, one change."""
-    rows: dict[str, dict[str, list]] = {}
-    for name, by_method in ours.items():
-        for method, values in by_method.items():
-            other = base.get(name, {}).get(method)
-            if other is None:
-                continue
-            row = rows.setdefault(method, {})
-            for key, v in values.items():
-                if key in other and len(other[key]) == len(v):
-                    row.setdefault(key, []).extend(np.subtract(v, other[key]).tolist())
-    return {m: r for m, r in rows.items() if r}
-
-
-def format_readout(rows: dict[str, dict[str, list]]) -> str:
-    """Markdown: a row per method, a column per read-out key any method has; the
-    encoder's keys in one table, stage 1's models' (methods that have them) in a second."""
-    tables = []
-    for part in ([k for k in LABELS if not k.startswith(MODEL_PREFIXES)],
-                 [k for k in LABELS if k.startswith(MODEL_PREFIXES)]):
-        keys = [k for k in part if any(k in r for r in rows.values())]
-        body = [(m, r) for m, r in rows.items() if any(k in r for k in keys)]
-        if not keys or not body:
-            continue
-        lines = ["| method | " + " | ".join(LABELS[k] for k in keys) + " | n |",
-                 "|---|" + "---|" * (len(keys) + 1)]
-        for method, row in body:
-            n = len(next(iter(row.values())))
-            lines.append(f"| {method} | " + " | ".join(didactic.format_cell(row.get(k))
-                                                        for k in keys) + f" | {n} |")
-        tables.append("\n".join(lines))
-    return "\n\n".join(tables)
 
 
 def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:

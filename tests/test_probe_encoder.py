@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.probe_encoder import format_readout, method_config, paired_rows, readout_rows
+from reda_jax.encoder_probe import format_readout, method_config, paired_rows, readout_rows
 from reda_jax.validate import InputError
 
 REPO = Path(__file__).resolve().parents[1]
