@@ -29,7 +29,7 @@ from absl import flags
 
 from reda_jax import configs
 from reda_jax.encoder_probe import DIDACTIC, METHODS, collections, format_readout, \
-    method_config, paired_rows, readout_rows
+    method_config, paired_rows, readout_rows, with_simulator_branches
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.run_info import prepare_run_dir, quiet_logs, write_json_atomic
 from reda_jax.validate import InputError, at_least, ints, run_app, writable_dir
@@ -60,6 +60,12 @@ _STAGE1_FROM = flags.DEFINE_string(
     "reuses in the same collection (its own run of that variant, else its algo's: reda for "
     "the ablations) when the configs agree on what stage 1 depends on (a stage-2 variant "
     "need not retrain the models).")
+_SIM_BRANCHES = flags.DEFINE_integer(
+    "simulator_branches", 0, "Oracle-dynamics augmentation: append this many branch "
+    "rollouts (representation.horizon random-action steps in the task's real physics, from "
+    "joint-data states) to each training task's data before training; the read-out still "
+    "scores the original data. Use with reda_wo_model (real windows only) against "
+    "reda_wo_adv (the same rollouts in learned models). Needs --variant.")
 _NUM_WINDOWS = flags.DEFINE_integer("num_windows", 1000, "Windows per task and sample.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_encoder", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", False, "Show the stages' progress bars.")
@@ -83,9 +89,11 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:
     if not didactic_set and f["collect_seeds"].present:
         raise InputError("--collect_seeds: only the didactic data has independent "
                          "collections here; a task set reads the one at --data_dir")
-    if f.set and f.variant == "default":
-        raise InputError("--set: name the configuration with --variant, so that its runs "
-                         "stay apart from the default ones")
+    at_least("simulator_branches", f.simulator_branches, 0)
+    if (f.set or f.simulator_branches) and f.variant == "default":
+        raise InputError(f"--{'set' if f.set else 'simulator_branches'}: name the "
+                         "configuration with --variant, so that its runs stay apart from the "
+                         "default ones")
     for flag in ("variant", "stage1_from"):
         name = f[flag].value
         if (flag == "variant" or name is not None) and not (
@@ -122,9 +130,14 @@ def main(argv):
                     except InputError as e:   # e.g. the variant changes the models
                         print(f"{name} {method}: stage 1 trained afresh ({e})", flush=True)
                     break
-            trainer = Trainer(config, data, run_dir, show_progress=_PROGRESS.value)
+            train_data = data
+            if _SIM_BRANCHES.value:
+                train_data = make_train_data(task_set, with_simulator_branches(
+                    task_set, train, _SIM_BRANCHES.value, config.representation.horizon),
+                    test)
+            trainer = Trainer(config, train_data, run_dir, show_progress=_PROGRESS.value)
             out = trainer.encoder_readout(*trainer.train_encoder(),
-                                          num_windows=_NUM_WINDOWS.value)
+                                          num_windows=_NUM_WINDOWS.value, data=data)
             if trainer.method.stage1 == "dynamics":   # finished: restored, not retrained
                 models = trainer.train_stage1()
                 out.update(trainer.dynamics_readout(models, _NUM_WINDOWS.value))

@@ -116,3 +116,25 @@ def format_readout(rows: dict[str, dict[str, list]]) -> str:
                                                         for k in keys) + f" | {n} |")
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
+
+
+def with_simulator_branches(task_set, train: dict, num_branches: int, horizon: int,
+                            seed: int = 0) -> dict:
+    """train {task: arrays} with, appended to each training task's data, num_branches
+    branch rollouts of `horizon` random-action steps in that task's real physics
+    (`physics.simulated_branches`), started from states drawn uniformly from the joint
+    training data of all tasks (as ReDA's rollouts): oracle-dynamics augmentation."""
+    from reda_jax.eval.physics import simulated_branches
+    rng = np.random.default_rng(seed)
+    joint = np.concatenate([a["observations"] for a in train.values()])
+    out = {}
+    for i, task in enumerate(task_set.train_tasks):
+        starts = joint[rng.integers(0, len(joint), num_branches)]
+        extra = simulated_branches(task_set, task.multiplier, starts, horizon,
+                                   task_set.act_dim, seed + i)
+        real = train[task.name]
+        if set(real) != set(extra):
+            raise InputError(f"{task.name}: dataset fields {sorted(real)} cannot take "
+                             f"simulated branches ({sorted(extra)})")
+        out[task.name] = {k: np.concatenate([real[k], extra[k]]) for k in real}
+    return out

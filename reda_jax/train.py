@@ -555,10 +555,12 @@ class Trainer:
         return m.frozen_params(rep), {}
 
     def encoder_readout(self, frozen, trainable, num_windows: int = 1000,
-                        key_index: int = 0) -> dict[str, np.ndarray]:
+                        key_index: int = 0, data: TrainData | None = None
+                        ) -> dict[str, np.ndarray]:
         """`readout.encoder_readout` of each seed's encoder -> {name: (S,)}: accuracies on
-        training, unseen-checkpoint and unseen-task windows, the linear probe, d(phi)."""
-        m, data = self.method, self.data
+        training, unseen-checkpoint and unseen-task windows, the linear probe, d(phi); on
+        `data` (default: the run's own)."""
+        m, data = self.method, data or self.data
 
         def one(f, t, key):
             return readout.encoder_readout(lambda b: self.encode_windows(f, t, b), data.train,

@@ -54,3 +54,24 @@ def test_physics_readout_on_known_arrays():
     out = physics_readout(true_next, flipped, recorded)
     assert out["model_gap_cosine"] == pytest.approx(-1.0)
     assert out["model_gap_error"] == pytest.approx(2.0, rel=1e-5)
+
+
+def test_simulated_branches_are_episodes_of_the_tasks_physics():
+    from reda_jax.data.context import make_device_dataset
+    from reda_jax.eval.physics import simulated_branches
+    ts = get_task_set("inverted-pendulum-gravity")
+    obs, _, _ = _rollout(ts, 1.0, 20, seed=4)
+    branches = simulated_branches(ts, 2.0, obs, horizon=3, act_dim=1, seed=0)
+    n = len(branches["rewards"])
+    ends = branches["terminals"] + branches["truncations"]
+    assert ends.sum() == len(obs) and np.all(ends <= 1.0)      # one episode per start state
+    starts = np.concatenate([[0], np.flatnonzero(ends)[:-1] + 1])
+    np.testing.assert_array_equal(branches["observations"][starts], obs)
+    # Every row is one step of gravity x2 from its state and action.
+    np.testing.assert_allclose(simulated_next_observations(
+        ts, 2.0, branches["observations"], branches["actions"]),
+        branches["next_observations"], atol=1e-5)
+    inside = np.setdiff1d(np.arange(n), starts)
+    np.testing.assert_array_equal(branches["observations"][inside],
+                                  branches["next_observations"][inside - 1])
+    assert make_device_dataset(branches).size == n

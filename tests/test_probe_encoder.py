@@ -74,3 +74,24 @@ def test_probe_encoder_app_stops_where_the_encoder_is_final(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     record2 = json.loads((tmp_path / "probe" / "didactic" / "readout-default.json").read_text())
     assert record2["per_collection"] == record["per_collection"]
+
+
+def test_simulator_branches_are_appended_to_each_training_task():
+    from reda_jax.encoder_probe import with_simulator_branches
+    from reda_jax.envs.tasks import get_task_set
+    ts = get_task_set("inverted-pendulum-gravity")
+    rng = np.random.default_rng(0)
+
+    def arrays(n):
+        obs = rng.normal(scale=0.05, size=(n, 4)).astype(np.float32)
+        return {"observations": obs, "actions": np.zeros((n, 1), np.float32),
+                "rewards": np.ones(n, np.float32), "next_observations": obs,
+                "terminals": np.zeros(n, np.float32), "truncations": np.ones(n, np.float32)}
+
+    train = {t.name: arrays(30) for t in ts.train_tasks}
+    out = with_simulator_branches(ts, train, num_branches=5, horizon=3)
+    for name, real in train.items():
+        np.testing.assert_array_equal(out[name]["observations"][:30], real["observations"])
+        extra = len(out[name]["rewards"]) - 30
+        assert 5 <= extra <= 15                       # 5 branches of at most 3 steps
+        assert out[name]["truncations"][30:].sum() + out[name]["terminals"][30:].sum() == 5

@@ -66,3 +66,40 @@ def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.
             "model_physics_error": float(np.sqrt(np.mean((model_mean - true_next) ** 2))) / size,
             "recorded_vs_simulated": float(np.max(np.abs(
                 true_next[np.arange(T), np.arange(T)] - next_obs)))}
+
+
+def simulated_branches(task_set: TaskSet, multiplier: float, start_observations: np.ndarray,
+                       horizon: int, act_dim: int, seed: int) -> dict[str, np.ndarray]:
+    """Branch rollouts in the real simulator: from each start observation (R, ds), `horizon`
+    steps of uniform random actions in [-1, 1] under the task with this multiplier, as a
+    dataset (the flat arrays of `store.load_dataset`, R * horizon rows, each branch an
+    episode ending in a truncation or a termination). The oracle-dynamics counterpart of
+    ReDA w/o adv's model rollouts (random actions in learned models)."""
+    rng = np.random.default_rng(seed)
+    obs_rows, act_rows, next_rows, term, trunc = [], [], [], [], []
+    env = task_set.make_env(multiplier)
+    try:
+        env.reset(seed=seed)
+        base = env.unwrapped
+        nq, nv = base.model.nq, base.model.nv
+        skip = nq + nv - start_observations.shape[-1]
+        for start in np.asarray(start_observations, np.float64):
+            base.set_state(np.concatenate([np.zeros(skip), start[:nq - skip]]),
+                           start[nq - skip:])
+            obs = start
+            for t in range(horizon):
+                act = rng.uniform(-1.0, 1.0, act_dim)
+                nxt, _, terminated, _, _ = env.step(act)
+                obs_rows.append(obs), act_rows.append(act), next_rows.append(nxt)
+                term.append(float(terminated))
+                trunc.append(float(t == horizon - 1 and not terminated))
+                obs = nxt
+                if terminated:
+                    break
+    finally:
+        env.close()
+    n = len(obs_rows)
+    f32 = lambda x: np.asarray(x, np.float32)
+    return {"observations": f32(obs_rows), "actions": f32(act_rows),
+            "rewards": np.zeros(n, np.float32), "next_observations": f32(next_rows),
+            "terminals": f32(term), "truncations": f32(trunc)}
