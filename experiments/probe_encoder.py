@@ -117,6 +117,7 @@ def main(argv):
             _TASK_SET.value, preset, seeds, int(_CHECKPOINTS.value), _DATA_DIR.value):
         infos[name] = info
         data = make_train_data(task_set, train, test)
+        augmented = {}   # horizon -> TrainData with simulator branches (one per collection)
         for method in _METHODS.value:
             config = method_config(method, _TASK_SET.value, preset, _NUM_SEEDS.value,
                                    int(_CHECKPOINTS.value), tuple(_SET.value))
@@ -130,11 +131,12 @@ def main(argv):
                     except InputError as e:   # e.g. the variant changes the models
                         print(f"{name} {method}: stage 1 trained afresh ({e})", flush=True)
                     break
-            train_data = data
+            train_data, h = data, config.representation.horizon
             if _SIM_BRANCHES.value:
-                train_data = make_train_data(task_set, with_simulator_branches(
-                    task_set, train, _SIM_BRANCHES.value, config.representation.horizon),
-                    test)
+                if h not in augmented:
+                    augmented[h] = make_train_data(task_set, with_simulator_branches(
+                        task_set, train, _SIM_BRANCHES.value, h), test)
+                train_data = augmented[h]
             trainer = Trainer(config, train_data, run_dir, show_progress=_PROGRESS.value)
             out = trainer.encoder_readout(*trainer.train_encoder(),
                                           num_windows=_NUM_WINDOWS.value, data=data)

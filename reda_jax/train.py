@@ -408,7 +408,8 @@ class Trainer:
 
         def accuracy(data, k):
             z, w = self.encode_windows(frozen, trainable, self._windows(data, k, n))
-            return readout.weighted_mean(readout.nearest_prototype_hits(z, protos, own), w)
+            return contrastive.weighted_mean(contrastive.nearest_prototype_hits(z, protos, own),
+                                             w)
 
         return {"train_task_id_accuracy": accuracy(train, k2),
                 "test_task_id_accuracy": accuracy(test, k3)}

@@ -74,4 +74,6 @@ def test_simulated_branches_are_episodes_of_the_tasks_physics():
     inside = np.setdiff1d(np.arange(n), starts)
     np.testing.assert_array_equal(branches["observations"][inside],
                                   branches["next_observations"][inside - 1])
+    # InvertedPendulum-v5 pays 1 per step while the pole stands: the simulator's reward.
+    np.testing.assert_array_equal(branches["rewards"], 1.0 - branches["terminals"])
     assert make_device_dataset(branches).size == n

@@ -104,13 +104,24 @@ def task_score(z: jax.Array, protos: jax.Array, task: jax.Array,
     return jnp.take_along_axis(logp, task[..., None], -1)[..., 0]
 
 
+def weighted_mean(x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """x, weights (same shape) | None -> (): sum(x * w) / sum(w) (0 when every weight is 0)."""
+    w = jnp.ones_like(x) if weights is None else weights.astype(jnp.float32)
+    return (x * w).sum() / jnp.maximum(w.sum(), 1e-8)
+
+
+def nearest_prototype_hits(z: jax.Array, protos: jax.Array, labels: jax.Array) -> jax.Array:
+    """z (..., Z), protos (P, Z), labels int broadcastable to (...) -> (...) float 0/1:
+    whether z's nearest prototype (Euclidean; ties to the lower index) is its label's."""
+    d = jnp.sum(jnp.square(z[..., None, :] - protos), -1)
+    return (jnp.argmin(d, -1) == labels).astype(jnp.float32)
+
+
 def task_id_accuracy(z: jax.Array, protos: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """z (T, B, Z) (window b of task t), protos (T, Z), weights (T, B) | None -> ():
     weighted share of windows whose highest-scoring task argmax_j <z, p_j> is their own."""
     pred = jnp.argmax(jnp.einsum("tbz,jz->tbj", z, protos), -1)
-    hit = (pred == jnp.arange(z.shape[0])[:, None]).astype(jnp.float32)
-    w = jnp.ones_like(hit) if weights is None else weights.astype(jnp.float32)
-    return (hit * w).sum() / jnp.maximum(w.sum(), 1e-8)
+    return weighted_mean((pred == jnp.arange(z.shape[0])[:, None]).astype(jnp.float32), weights)
 
 
 def tokens_from_context(batch: ContextBatch) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -73,10 +73,8 @@ def nearest_prototype_accuracy(z: jax.Array, weights: jax.Array | None = None,
     windows whose nearest (Euclidean) prototype is their own task's. protos (T, Z) defaults
     to the weighted per-task means of z itself (`contrastive.prototypes`)."""
     protos = contrastive.prototypes(z, weights) if protos is None else protos
-    d = jnp.sum(jnp.square(z[:, :, None, :] - protos[None, None]), -1)  # (T, B, T)
-    hit = (jnp.argmin(d, -1) == jnp.arange(z.shape[0])[:, None]).astype(jnp.float32)
-    w = jnp.ones_like(hit) if weights is None else weights.astype(jnp.float32)
-    return (hit * w).sum() / jnp.maximum(w.sum(), 1e-8)
+    own = jnp.arange(z.shape[0])[:, None]
+    return contrastive.weighted_mean(contrastive.nearest_prototype_hits(z, protos, own), weights)
 
 
 FocalState = TrainState

@@ -8,33 +8,46 @@ the observed velocities to [-10, 10]; a clipped row restarts from the clipped va
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from reda_jax.envs.tasks import TaskSet
+
+
+@contextlib.contextmanager
+def _task_simulator(task_set: TaskSet, multiplier: float, obs_dim: int, seed: int = 0):
+    """Yields (env, place): env the task's gymnasium env, reset once; place(obs (ds,))
+    puts the simulator in the state that observation describes."""
+    env = task_set.make_env(multiplier)
+    try:
+        env.reset(seed=seed)
+        base = env.unwrapped
+        nq, nv = base.model.nq, base.model.nv
+        skip = nq + nv - obs_dim
+        if skip not in (0, 1):
+            raise ValueError(f"{task_set.env_id}: observations of size {obs_dim} are not "
+                             f"(qpos[k:], qvel) of nq={nq}, nv={nv}")
+
+        def place(obs: np.ndarray) -> None:
+            obs = np.asarray(obs, np.float64)
+            base.set_state(np.concatenate([np.zeros(skip), obs[:nq - skip]]), obs[nq - skip:])
+
+        yield env, place
+    finally:
+        env.close()
 
 
 def simulated_next_observations(task_set: TaskSet, multiplier: float, observations: np.ndarray,
                                 actions: np.ndarray) -> np.ndarray:
     """observations (n, ds), actions (n, da) -> (n, ds): one env step from each row's state
     under the task with this multiplier (actions in the env's [-1, 1] range)."""
-    env = task_set.make_env(multiplier)
-    try:
-        env.reset(seed=0)
-        base = env.unwrapped
-        nq, nv = base.model.nq, base.model.nv
-        skip = nq + nv - observations.shape[-1]
-        if skip not in (0, 1):
-            raise ValueError(f"{task_set.env_id}: observations of size {observations.shape[-1]}"
-                             f" are not (qpos[k:], qvel) of nq={nq}, nv={nv}")
-        out = np.empty_like(observations, dtype=np.float64)
-        for i, (obs, act) in enumerate(zip(np.asarray(observations, np.float64),
-                                           np.asarray(actions, np.float64))):
-            qpos = np.concatenate([np.zeros(skip), obs[:nq - skip]])
-            base.set_state(qpos, obs[nq - skip:])
+    out = np.empty(observations.shape, np.float32)
+    with _task_simulator(task_set, multiplier, observations.shape[-1]) as (env, place):
+        for i, (obs, act) in enumerate(zip(observations, np.asarray(actions, np.float64))):
+            place(obs)
             out[i] = env.step(act)[0]
-        return out.astype(np.float32)
-    finally:
-        env.close()
+    return out
 
 
 def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.ndarray
@@ -72,34 +85,25 @@ def simulated_branches(task_set: TaskSet, multiplier: float, start_observations:
                        horizon: int, act_dim: int, seed: int) -> dict[str, np.ndarray]:
     """Branch rollouts in the real simulator: from each start observation (R, ds), `horizon`
     steps of uniform random actions in [-1, 1] under the task with this multiplier, as a
-    dataset (the flat arrays of `store.load_dataset`, R * horizon rows, each branch an
-    episode ending in a truncation or a termination). The oracle-dynamics counterpart of
-    ReDA w/o adv's model rollouts (random actions in learned models)."""
+    dataset with the simulator's rewards (the flat arrays of `store.load_dataset`, at most
+    R * horizon rows, each branch an episode ending in a truncation or a termination). The
+    oracle-dynamics counterpart of ReDA w/o adv's model rollouts (random actions in learned
+    models)."""
     rng = np.random.default_rng(seed)
-    obs_rows, act_rows, next_rows, term, trunc = [], [], [], [], []
-    env = task_set.make_env(multiplier)
-    try:
-        env.reset(seed=seed)
-        base = env.unwrapped
-        nq, nv = base.model.nq, base.model.nv
-        skip = nq + nv - start_observations.shape[-1]
-        for start in np.asarray(start_observations, np.float64):
-            base.set_state(np.concatenate([np.zeros(skip), start[:nq - skip]]),
-                           start[nq - skip:])
+    rows = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
+                            "terminals", "truncations")}
+    with _task_simulator(task_set, multiplier, start_observations.shape[-1], seed) as (
+            env, place):
+        for start in start_observations:
+            place(start)
             obs = start
             for t in range(horizon):
                 act = rng.uniform(-1.0, 1.0, act_dim)
-                nxt, _, terminated, _, _ = env.step(act)
-                obs_rows.append(obs), act_rows.append(act), next_rows.append(nxt)
-                term.append(float(terminated))
-                trunc.append(float(t == horizon - 1 and not terminated))
+                nxt, reward, terminated, _, _ = env.step(act)
+                for k, v in zip(rows, (obs, act, reward, nxt, float(terminated),
+                                       float(t == horizon - 1 and not terminated))):
+                    rows[k].append(v)
                 obs = nxt
                 if terminated:
                     break
-    finally:
-        env.close()
-    n = len(obs_rows)
-    f32 = lambda x: np.asarray(x, np.float32)
-    return {"observations": f32(obs_rows), "actions": f32(act_rows),
-            "rewards": np.zeros(n, np.float32), "next_observations": f32(next_rows),
-            "terminals": f32(term), "truncations": f32(trunc)}
+    return {k: np.asarray(v, np.float32) for k, v in rows.items()}

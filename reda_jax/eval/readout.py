@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from reda_jax.algos.contrastive import prototypes
+from reda_jax.algos.contrastive import nearest_prototype_hits, prototypes, weighted_mean
 from reda_jax.data.context import DeviceDataset, sample_task_windows, sample_transitions
 from reda_jax.eval.metrics import centroid_representation_metric, mean_pairwise_sq_distance
 from reda_jax.types import ContextBatch
@@ -54,18 +54,6 @@ from reda_jax.types import ContextBatch
 READOUT_KEYS = ("train_accuracy", "unseen_checkpoint_accuracy",
                 "task1_unseen_checkpoint_accuracy", "linear_probe_accuracy",
                 "unseen_task_accuracy", "d_phi", "d_phi_centroid", "d_phi_median")
-
-
-def nearest_prototype_hits(z: jax.Array, protos: jax.Array, labels: jax.Array) -> jax.Array:
-    """z (..., Z), protos (P, Z), labels int broadcastable to (...) -> (...) float 0/1:
-    whether z's nearest prototype (Euclidean; ties to the lower index) is its label's."""
-    d = jnp.sum(jnp.square(z[..., None, :] - protos), -1)
-    return (jnp.argmin(d, -1) == labels).astype(jnp.float32)
-
-
-def weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
-    w = weights.astype(jnp.float32)
-    return (x * w).sum() / jnp.maximum(w.sum(), 1e-8)
 
 
 def linear_probe_accuracy(z_fit: jax.Array, w_fit: jax.Array, z_eval: jax.Array,
