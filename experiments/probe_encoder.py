@@ -10,6 +10,8 @@ over seeds x collections.
       --set=representation.horizon=5 --stage1_from=default
   python -m experiments.probe_encoder --task_set=hopper-gravity --preset=mini \
       --methods=reda,reda_wo_model,focal --num_seeds=5
+  python -m experiments.probe_encoder --task_set=didactic --methods=reda_wo_model \
+      --variant=sim30k --simulator_branches=10000 --policies
 
 --task_set=didactic: the didactic data (`reda_jax.didactic`), one collection per
 --collect_seeds, collected (or reused) under <data_dir>/collect<k>/data, by default the
@@ -18,6 +20,8 @@ there first if missing), one collection. Methods
 are algos (reda, focal, ...) or ReDA ablations (reda_wo_model, reda_wo_adv, reda_wo_up,
 reda_wo_tc). Runs land in <workdir>/<task set>/<collection>/<method>-<variant> and
 resume; --stage1_from=default reuses the default's dynamics models for a stage-2 variant.
+--policies continues each run through stage 3 (the policy on the real data, the encoder
+fixed) and adds its returns to the read-out.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from absl import flags
 
 from reda_jax import configs
 from reda_jax.encoder_probe import DIDACTIC, METHODS, collections, format_readout, \
-    method_config, paired_rows, readout_rows, with_simulator_branches
+    method_config, paired_rows, policy_readout, readout_rows, with_simulator_branches
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.run_info import prepare_run_dir, quiet_logs, write_json_atomic
 from reda_jax.validate import InputError, at_least, ints, run_app, writable_dir
@@ -66,6 +70,11 @@ _SIM_BRANCHES = flags.DEFINE_integer(
     "joint-data states) to each training task's data before training; the read-out still "
     "scores the original data. Use with reda_wo_model (real windows only) against "
     "reda_wo_adv (the same rollouts in learned models). Needs --variant.")
+_POLICIES = flags.DEFINE_bool(
+    "policies", False, "Then train each method's policy (stage 3) on the real data with the "
+    "encoder read out, and report its returns (didactic: Figure 2(a)'s task-1 returns; task "
+    "sets: each protocol's mean over training and unseen tasks). With --simulator_branches "
+    "the branches reach the encoder only.")
 _NUM_WINDOWS = flags.DEFINE_integer("num_windows", 1000, "Windows per task and sample.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_encoder", "Output directory.")
 _PROGRESS = flags.DEFINE_bool("progress", False, "Show the stages' progress bars.")
@@ -144,7 +153,12 @@ def main(argv):
                 models = trainer.train_stage1()
                 out.update(trainer.dynamics_readout(models, _NUM_WINDOWS.value))
                 out.update(trainer.physics_readout(models))
-            results.setdefault(name, {})[method] = {k: v.tolist() for k, v in out.items()}
+            out = {k: v.tolist() for k, v in out.items()}
+            if _POLICIES.value:   # stages 1-2 restored from run_dir; stage 3 on `data`
+                policy = Trainer(config, data, run_dir, show_progress=_PROGRESS.value)
+                out.update(policy_readout(policy, policy.run(), train, test,
+                                          _TASK_SET.value == DIDACTIC))
+            results.setdefault(name, {})[method] = out
             print(f"{name} {method}: " + ", ".join(f"{k} {np.mean(v):.3f}"
                                                    for k, v in out.items()), flush=True)
     rows = readout_rows(results)

@@ -104,6 +104,9 @@ class CollectConfig:
         return need
 
 
+TASK_MODELS = ("separate", "pooled")
+
+
 @dataclasses.dataclass(frozen=True)
 class DynamicsConfig:
     """Stage 1: per-task Gaussian ensembles on the state change, one shared reward model
@@ -142,6 +145,12 @@ class DynamicsConfig:
     reward_hidden_dims: tuple[int, ...] = (200, 200, 200)
     """Hidden widths of the shared reward model (paper: "learned in a similar supervised
     way"; same shape as a dynamics member)."""
+    task_models: str = "separate"
+    """'separate': one ensemble per training task, each fitted to its own task's data (the
+    paper, Section 3.2); 'pooled': ONE ensemble fitted to every training task's data with a
+    one-hot of the task appended to its input, task k's model being that ensemble given
+    task k (not the paper: a test of whether separate ensembles' own errors are what the
+    encoder learns; issue 10)."""
 
     def __post_init__(self):
         if len(self.weight_decay) != len(self.hidden_dims) + 1:
@@ -151,6 +160,9 @@ class DynamicsConfig:
             raise ValueError(f"num_models must be >= 1, got {self.num_models}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if self.task_models not in TASK_MODELS:
+            raise ValueError(f"task_models must be one of {TASK_MODELS}, got "
+                             f"{self.task_models!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +205,7 @@ AUGMENTATIONS = ("adversarial", "random", "none")
 ROLLOUT_STARTS = ("joint", "own")
 START_TOKENS = ("real", "masked")
 MODEL_TRANSITIONS = ("sample", "mean")
+ADVERSARY_REWARDS = ("paper", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,10 +253,18 @@ class RepresentationConfig:
     """Model windows kept for the encoder: those whose largest u(s, a) so far lies at or
     below this quantile of the epoch's u over each task's valid rollout steps (1.0: all, as
     the paper and reference code; 0.5: the more certain half of the steps)."""
+    adversary_reward: str = "paper"
+    """How the adversary learns: 'paper' (Eq. 5 under the min of Eq. 3: its rollouts in task
+    k's own model, rewarded for lowering task k's score, r = R_k(z_t) - R_k(z_{t+1})) or
+    'reference' (the public code: its rollouts in another task j's model, j != k drawn per
+    rollout, rewarded for raising task k's score, r = R_k(z_{t+1}) - R_k(z_t): it learns
+    to make the other tasks' physics look like task k). Either way the encoder's model
+    windows are its rollouts in task k's own model, labelled k; lambda1, lambda2 apply."""
 
     def __post_init__(self):
         for field, allowed in (("rollout_start", ROLLOUT_STARTS), ("start_token", START_TOKENS),
-                               ("model_transition", MODEL_TRANSITIONS)):
+                               ("model_transition", MODEL_TRANSITIONS),
+                               ("adversary_reward", ADVERSARY_REWARDS)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field} must be one of {allowed}, got "
                                  f"{getattr(self, field)!r}")

@@ -170,22 +170,27 @@ def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, t
     config = train_config(method, preset, num_seeds, overrides)
     run_dir = prepare_run_dir(workdir / method, {"train": configs.to_dict(config),
                                                  "data_dir": str(workdir / "data")})
-    task_set = get_task_set(TASK_SET)
-    trainer = Trainer(config, make_train_data(task_set, train, test), run_dir,
+    trainer = Trainer(config, make_train_data(get_task_set(TASK_SET), train, test), run_dir,
                       show_progress=show_progress)
-    results = trainer.run()
-    t1, t2 = (t.name for t in task_set.all_tasks)
+    return {"method": method, **figure2_row(trainer, trainer.run(), train, test)}
+
+
+def figure2_row(trainer, results: dict, train: dict, test: dict) -> dict:
+    """Figure 2's per-seed numbers of a finished `Trainer.run()` (`results`) on the didactic
+    data: the task-1 return with D1_test contexts (off-policy protocol), with D1_train
+    contexts, on-policy; d(phi) (None without an encoder); the largest per-epoch mean Q of
+    the critics (None for BC objectives)."""
+    t1, t2 = (t.name for t in get_task_set(TASK_SET).all_tasks)
     d_phi = None
     if trainer.method.encode is not None:
         z = trainer.embed(stack_datasets([train[t1], train[t2], test[t1]]))   # (S, 3, n, Z)
         d_phi = [float(relative_representation_metric(zs[0], zs[1], zs[2])) for zs in z]
     in_dist = trainer.evaluate_policy(*trainer.final_state, "off_policy", contexts=train)
     per_seed = lambda summary: summary["tasks"][t1]["per_seed"]
-    return {"method": method,
-            "task1_return_test_context": per_seed(results["protocols"]["off_policy"]),
+    return {"task1_return_test_context": per_seed(results["protocols"]["off_policy"]),
             "task1_return_train_context": per_seed(in_dist),
             "task1_return_on_policy": per_seed(results["protocols"]["on_policy"]),
-            "d_phi": d_phi, "max_mean_q": max_mean_q(run_dir, config.num_seeds)}
+            "d_phi": d_phi, "max_mean_q": max_mean_q(trainer.workdir, trainer.num_seeds)}
 
 
 def max_mean_q(run_dir: Path, num_seeds: int) -> list[float] | None:

@@ -33,6 +33,15 @@ LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
 
 MODEL_PREFIXES = ("model_", "true_gap", "recorded_", "train_model_")
 """Keys of stage 1's task models' read-out (the second table)."""
+POLICY_LABELS = {
+    "return_task1_test_context": "task 1, D1_test contexts", "return_task1_train_context":
+    "task 1, D1_train contexts", "return_task1_on_policy": "task 1, on-policy",
+    "return_off_policy_train": "off-policy, training tasks",
+    "return_off_policy_unseen": "off-policy, unseen tasks",
+    "return_on_policy_train": "on-policy, training tasks",
+    "return_on_policy_unseen": "on-policy, unseen tasks", "max_mean_q": "max mean Q"}
+"""Keys of `--policies` (the third table: the policy trained on the read-out encoder)."""
+LABELS.update(POLICY_LABELS)
 
 
 def method_config(method: str, task_set: str, preset: str, num_seeds: int, checkpoints: int,
@@ -102,8 +111,9 @@ def format_readout(rows: dict[str, dict[str, list]]) -> str:
     """Markdown: a row per method, a column per read-out key any method has; the
     encoder's keys in one table, stage 1's models' (methods that have them) in a second."""
     tables = []
-    for part in ([k for k in LABELS if not k.startswith(MODEL_PREFIXES)],
-                 [k for k in LABELS if k.startswith(MODEL_PREFIXES)]):
+    for part in ([k for k in LABELS if not k.startswith(MODEL_PREFIXES)
+                  and k not in POLICY_LABELS],
+                 [k for k in LABELS if k.startswith(MODEL_PREFIXES)], list(POLICY_LABELS)):
         keys = [k for k in part if any(k in r for r in rows.values())]
         body = [(m, r) for m, r in rows.items() if any(k in r for k in keys)]
         if not keys or not body:
@@ -137,4 +147,25 @@ def with_simulator_branches(task_set, train: dict, num_branches: int, horizon: i
             raise InputError(f"{task.name}: dataset fields {sorted(real)} cannot take "
                              f"simulated branches ({sorted(extra)})")
         out[task.name] = {k: np.concatenate([real[k], extra[k]]) for k in real}
+    return out
+
+
+def policy_readout(trainer, results: dict, train: dict, test: dict, didactic_set: bool
+                   ) -> dict[str, list]:
+    """Per-seed returns of the policy a finished `Trainer.run()` (`results`) trained on its
+    encoder: on the didactic data Figure 2(a)'s task-1 returns (D1_test contexts, D1_train
+    contexts, on-policy) and the critics' largest mean Q; on a task set each protocol's
+    mean return over the training tasks and over the unseen tasks."""
+    if didactic_set:
+        row = didactic.figure2_row(trainer, results, train, test)
+        out = {"return_task1_" + k[len("task1_return_"):]: v for k, v in row.items()
+               if k.startswith("task1_return_")}
+        if row["max_mean_q"] is not None:
+            out["max_mean_q"] = row["max_mean_q"]
+        return out
+    out = {}
+    for protocol, summary in results["protocols"].items():
+        for group, short in (("train_tasks", "train"), ("unseen_tasks", "unseen")):
+            if group in summary:
+                out[f"return_{protocol}_{short}"] = summary[group]["per_seed"]
     return out

@@ -27,7 +27,7 @@ import numpy as np
 
 from reda_jax import configs
 from reda_jax.algos import contrastive, dynamics
-from reda_jax.algos.reda import DynamicsData
+from reda_jax.algos.reda import DynamicsData, make_task_models
 from reda_jax.checkpoint import Checkpointer
 from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_task_windows, \
     stack_datasets
@@ -95,12 +95,18 @@ def make_train_data(task_set: TaskSet, train: Mapping[str, dict], test: Mapping[
 def make_dynamics_data(arrays: Sequence[dict], config: configs.DynamicsConfig, seed: int
                        ) -> DynamicsData:
     """Holdout split per task (`dynamics.split_holdout`, the same for every run seed),
-    padded to the largest task; the reward model's data concatenate every task's rows."""
+    padded to the largest task; the reward model's data concatenate every task's rows, and
+    so do pooled task models' ([s, a, one-hot of the task], s' - s) with a leading axis 1."""
     rng = np.random.default_rng(seed)
     num_rows = max(len(a["rewards"]) for a in arrays)
     splits = [dynamics.split_holdout(rng, len(a["rewards"]), num_rows, config) for a in arrays]
     dyn = [dynamics.dynamics_arrays(a) for a in arrays]     # per task ([s, a], s' - s)
     rew = [dynamics.reward_arrays(a) for a in arrays]       # per task ([s, a], r)
+    if config.task_models == "pooled":
+        T = len(arrays)
+        dyn = [(np.concatenate([x, np.broadcast_to(np.eye(T, dtype=x.dtype)[k],
+                                                   x.shape[:-1] + (T,))], -1), y)
+               for k, (x, y) in enumerate(dyn)]
 
     def padded(pairs, field, part):   # part 0: train rows, 1: holdout rows
         return jnp.asarray(np.stack([p[field][s[part]] for p, s in zip(pairs, splits)]),
@@ -111,11 +117,19 @@ def make_dynamics_data(arrays: Sequence[dict], config: configs.DynamicsConfig, s
                                            for p, s in zip(pairs, splits)]), jnp.float32)
 
     reward_inputs, reward_holdout = joined(rew, 0, 0), joined(rew, 0, 1)
+    if config.task_models == "pooled":
+        one = lambda x: x[None]
+        model = dict(inputs=one(joined(dyn, 0, 0)), targets=one(joined(dyn, 1, 0)),
+                     holdout_inputs=one(joined(dyn, 0, 1)), holdout_targets=one(joined(dyn, 1, 1)),
+                     train_size=jnp.asarray([sum(s[2] for s in splits)], jnp.int32),
+                     holdout_size=jnp.asarray([sum(s[3] for s in splits)], jnp.int32))
+    else:
+        model = dict(inputs=padded(dyn, 0, 0), targets=padded(dyn, 1, 0),
+                     holdout_inputs=padded(dyn, 0, 1), holdout_targets=padded(dyn, 1, 1),
+                     train_size=jnp.asarray([s[2] for s in splits], jnp.int32),
+                     holdout_size=jnp.asarray([s[3] for s in splits], jnp.int32))
     return DynamicsData(
-        inputs=padded(dyn, 0, 0), targets=padded(dyn, 1, 0),
-        train_size=jnp.asarray([s[2] for s in splits], jnp.int32),
-        holdout_inputs=padded(dyn, 0, 1), holdout_targets=padded(dyn, 1, 1),
-        holdout_size=jnp.asarray([s[3] for s in splits], jnp.int32),
+        **model,
         reward_inputs=reward_inputs, reward_targets=joined(rew, 1, 0),
         reward_train_size=jnp.asarray(len(reward_inputs), jnp.int32),
         reward_holdout_inputs=reward_holdout, reward_holdout_targets=joined(rew, 1, 1),
@@ -577,11 +591,12 @@ class Trainer:
                          key_index: int = 0) -> dict[str, np.ndarray]:
         """`readout.model_readout` of each seed's stage-1 task dynamics models (ReDA's
         stage1_state, leading seed axis) -> {name: (S,)}."""
-        data, dyn = self.data, self._dynamics_fns()
+        data, models = self.data, self._task_models()
+        T = len(data.task_set.train_tasks)
 
         def one(state, key):
             predict = lambda o, a: jax.vmap(
-                lambda st: dynamics.next_state_distribution(dyn, st, o, a))(state.dynamics)
+                lambda k: models.next_state(state.dynamics, k, o, a))(jnp.arange(T))
             return readout.model_readout(predict, data.train, data.test_train_tasks, key,
                                          num_transitions)
 
@@ -589,10 +604,10 @@ class Trainer:
         out = jax.jit(jax.vmap(one))(stage1_state, keys)
         return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
 
-    def _dynamics_fns(self):
-        dcfg, ts = self.config.dynamics, self.data.task_set
-        return dynamics.make_gaussian_ensemble(dcfg, ts.obs_dim + ts.act_dim, ts.obs_dim,
-                                               dcfg.num_models, dcfg.hidden_dims)
+    def _task_models(self):
+        ts = self.data.task_set
+        return make_task_models(self.config.dynamics, ts.obs_dim, ts.act_dim,
+                                len(ts.train_tasks))
 
     def physics_readout(self, stage1_state, num_transitions: int = 500
                         ) -> dict[str, np.ndarray]:
@@ -601,11 +616,11 @@ class Trainer:
         unseen-checkpoint data (keys as returned) and of its training data (keys prefixed
         'train_') -> {name: (S,)}."""
         from reda_jax.eval import physics
-        ts, dyn = self.data.task_set, self._dynamics_fns()
+        ts, models = self.data.task_set, self._task_models()
         T = len(ts.train_tasks)
-        mean_next = jax.jit(jax.vmap(jax.vmap(
-            lambda st, o, a: dynamics.next_state_distribution(dyn, st, o, a)[0].mean(0),
-            in_axes=(0, None, None)), in_axes=(0, None, None)))
+        mean_next = jax.jit(jax.vmap(jax.vmap(        # (seed, task model)
+            lambda st, k, o, a: models.next_state(st, k, o, a)[0].mean(0),
+            in_axes=(None, 0, None, None)), in_axes=(0, None, None, None)))
         result = {}
         for prefix, data in (("", self.data.test_train_tasks), ("train_", self.data.train)):
             host = jax.device_get(data)
@@ -616,7 +631,8 @@ class Trainer:
             true_next = np.stack([np.stack([physics.simulated_next_observations(
                 ts, task.multiplier, obs[k], act[k]) for k in range(T)])
                 for task in ts.train_tasks])                         # (T_phys, T, n, ds)
-            model_mean = np.asarray(mean_next(stage1_state.dynamics, obs, act))  # (S, Tm, T, n, ds)
+            model_mean = np.asarray(mean_next(stage1_state.dynamics, jnp.arange(T), obs,
+                                              act))                    # (S, Tm, T, n, ds)
             out = [physics.physics_readout(true_next, m, take(host.transitions.next_observations))
                    for m in model_mean]
             result.update({prefix + k: np.array([o[k] for o in out]) for k in out[0]})

@@ -69,11 +69,23 @@ def test_probe_encoder_app_stops_where_the_encoder_is_final(tmp_path):
     assert (run / "focal-default" / "checkpoints" / "representation").is_dir()
     assert not (run / "focal-default" / "checkpoints" / "meta_policy").exists()
     assert (run / "om_sac-default" / "checkpoints" / "meta_policy").is_dir()
-    # A second call resumes from the finished stages and reads out the same numbers.
-    again = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=REPO)
+    # A second call resumes from the finished stages and reads out the same numbers;
+    # with --policies it then trains FOCAL's policy on that same encoder and adds Figure
+    # 2(a)'s task-1 returns (OM-SAC's finished run is only evaluated).
+    again = subprocess.run(argv + ["--policies"], capture_output=True, text=True, timeout=900,
+                           cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     record2 = json.loads((tmp_path / "probe" / "didactic" / "readout-default.json").read_text())
-    assert record2["per_collection"] == record["per_collection"]
+    returns = {"return_task1_test_context", "return_task1_train_context",
+               "return_task1_on_policy"}
+    for method in ("focal", "om_sac"):
+        per2 = record2["per_collection"]["collect0"][method]
+        assert {k: v for k, v in per2.items() if k in per[method]} == per[method]
+        assert returns | {"max_mean_q"} <= set(per2)
+        for key in returns:
+            assert len(per2[key]) == 2 and all(0.0 < v <= 1000.0 for v in per2[key])
+    assert (run / "focal-default" / "checkpoints" / "meta_policy").is_dir()
+    assert "task 1, D1_test contexts" in again.stdout
 
 
 def test_simulator_branches_are_appended_to_each_training_task():

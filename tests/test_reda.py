@@ -82,9 +82,12 @@ def test_toy_dynamics_learn_each_tasks_gain(toy_models):
     assert np.all(mse < 0.2 * var), (mse, var)
 
 
-def _stage2(augmentation, toy_models):
+def _stage2(augmentation, toy_models, **rep):
+    import dataclasses
     arrays, dyn_data, models, _, (n_train, n_rew) = toy_models
     config = toy_config(augmentation)
+    config = dataclasses.replace(config, representation=dataclasses.replace(
+        config.representation, **rep))
     reda = make_reda(config, 2, 2, len(GAINS), never, -(-n_train // 256), -(-n_rew // 256))
     data = stack_datasets(arrays)
     state = reda.init_representation(jax.random.key(1))
@@ -115,6 +118,50 @@ def test_trained_adversary_lowers_task_identification_and_the_sign_matters(toy_m
     assert a0_adv < -0.3 < 0.3 < a0_flip, (a0_adv, a0_flip)
     assert late(acc_adv) < late(acc_random) - 0.03, (acc_adv, acc_random)
     assert late(acc_flip) > late(acc_adv) + 0.1, (acc_flip, acc_adv)
+
+
+@pytest.mark.timeout(600)
+def test_reference_adversary_imitates_task_k_in_the_other_models(toy_models, monkeypatch):
+    """adversary_reward='reference': rolled out in another task's model and rewarded for
+    raising task k's score, the adversary also steers into s_0 < 0, where every task looks
+    like task k; with the reward's sign flipped it steers into s_0 > 0, where the other
+    task's drift gives it away."""
+    _, a0 = _stage2("adversarial", toy_models, adversary_reward="reference")
+    flipped = adversarial.imitation_reward
+    monkeypatch.setattr(adversarial, "imitation_reward", lambda scores: -flipped(scores))
+    _, a0_flip = _stage2("adversarial", toy_models, adversary_reward="reference")
+    assert a0 < -0.3 < 0.3 < a0_flip, (a0, a0_flip)
+
+
+def test_reference_adversary_rolls_out_in_the_other_tasks_models(toy_models):
+    """The adversary's transitions for task k (its buffer, task-major) follow another
+    task's drift where the task shows; with 'paper' they follow task k's own."""
+    import dataclasses
+    arrays, _, models, _, (n_train, n_rew) = toy_models
+    own = {}
+    for mode in ("paper", "reference"):
+        config = toy_config("adversarial")
+        config = dataclasses.replace(config, representation=dataclasses.replace(
+            config.representation, adversary_reward=mode, encoder_updates=1,
+            adversary_updates=1))
+        reda = make_reda(config, 2, 2, len(GAINS), never, -(-n_train // 256), -(-n_rew // 256))
+        state = reda.init_representation(jax.random.key(1))
+        state, _ = jax.jit(reda.representation_epoch)(state, models, stack_datasets(arrays),
+                                                       jax.random.key(5))
+        n = config.representation.rollout_batch * config.representation.horizon
+        tr = jax.tree.map(lambda x: np.asarray(x[:len(GAINS) * n]).reshape(
+            (len(GAINS), n) + x.shape[1:]), state.adversary_buffer.data)
+        ok = np.asarray(state.adversary_buffer.weights[:len(GAINS) * n]).reshape(len(GAINS), n)
+        shares = []
+        for k, g in enumerate(GAINS):
+            rows = (ok[k] > 0) & (tr.observations[k][:, 0] > 0.3)
+            drift = (tr.next_observations[k][rows, 1] - tr.observations[k][rows, 1]
+                     - 0.5 * tr.actions[k][rows, 1])
+            nearest = np.abs(drift[:, None] - 0.5 * np.array(GAINS)[None]).argmin(1)
+            shares.append((nearest == k).mean())
+        own[mode] = np.array(shares)
+    assert np.all(own["paper"] > 0.8), own
+    assert np.all(own["reference"] < 0.3), own
 
 
 def _model_windows(toy_models, **rep):
@@ -196,3 +243,47 @@ def test_uncertainty_quantile_keeps_the_more_certain_windows(toy_models):
         assert np.all(by_step[..., 1:] <= by_step[..., :-1])
     assert counts[1.0] > 0
     assert counts[0.25] < counts[0.5] <= 0.55 * counts[1.0], counts
+
+
+def test_pooled_task_models_learn_every_tasks_drift_from_one_ensemble():
+    """'pooled': one ensemble on all tasks' rows with a one-hot of the task appended to
+    the input. The data carry task k's one-hot on task k's rows only, and task k's model
+    (the ensemble given task k) predicts task k's drift 0.5 g_k where the task shows."""
+    import dataclasses
+    arrays = [toy_data(g, n=3000, seed=i) for i, g in enumerate(GAINS)]
+    config = toy_config("random")
+    config = dataclasses.replace(config, dynamics=dataclasses.replace(
+        config.dynamics, task_models="pooled", max_epochs=20))
+    data = make_dynamics_data(arrays, config.dynamics, seed=0)
+    n = int(data.train_size[0])
+    assert data.inputs.shape == (1, n, 2 + 2 + 3) and data.train_size.shape == (1,)
+    assert n + int(data.holdout_size[0]) == 3 * 3000
+    x, y = np.asarray(data.inputs[0]), np.asarray(data.targets[0])
+    onehot = x[:, 4:]
+    assert np.all(onehot.sum(1) == 1.0)
+    drift = y[:, 1] - 0.5 * x[:, 3]                     # = 0.5 g_k where s_0 > 0
+    for k, g in enumerate(GAINS):
+        rows = (onehot[:, k] == 1) & (x[:, 0] > 0)
+        np.testing.assert_allclose(drift[rows], 0.5 * g, atol=1e-5)
+
+    reda = make_reda(config, 2, 2, len(GAINS), never, -(-n // 256),
+                     -(-int(data.reward_train_size) // 256))
+    models = reda.init_models(jax.random.key(0), data)
+    epoch = jax.jit(reda.dynamics_epoch)
+    for e in range(config.dynamics.max_epochs):
+        models, _ = epoch(models, data, jax.random.key(100 + e))
+    # Task k's rows where the task shows (away from the step at s_0 = 0, which a smooth
+    # network blurs): the pooled model given task k predicts a drift nearer 0.5 g_k than
+    # any other task's, and given any other task it explains these rows worse.
+    for k, g in enumerate(GAINS):
+        a = arrays[k]
+        rows = a["observations"][:, 0] > 0.3
+        obs, act = a["observations"][rows], a["actions"][rows]
+        errors, drifts = [], []
+        for j in range(len(GAINS)):
+            mean, _ = reda.task_models.next_state(models.dynamics, j, obs, act)  # (E, n, 2)
+            mean = np.asarray(mean).mean(0)
+            errors.append(((mean - a["next_observations"][rows]) ** 2).sum(-1).mean())
+            drifts.append((mean[:, 1] - obs[:, 1] - 0.5 * act[:, 1]).mean())
+        assert np.argmin(np.abs(drifts[k] - 0.5 * np.array(GAINS))) == k, (k, drifts)
+        assert np.argmin(errors) == k and sorted(errors)[1] > 3 * errors[k], (k, errors)

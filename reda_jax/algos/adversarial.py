@@ -100,6 +100,14 @@ def adversarial_reward(scores: jax.Array) -> jax.Array:
     return scores[..., :-1] - scores[..., 1:]
 
 
+def imitation_reward(scores: jax.Array) -> jax.Array:
+    """The public ReDA code's r_adv_t = R_k(z_{t+1}) - R_k(z_t), scores (..., h+1) -> (..., h):
+    task k's score in a rollout of ANOTHER task's model, which the adversary raises (it
+    learns to make the other tasks look like task k). `representation.adversary_reward =
+    'reference'`."""
+    return -adversarial_reward(scores)
+
+
 def total_reward(r_adv: jax.Array, uncertainty: jax.Array, task_reward: jax.Array,
                  lambda1: float, lambda2: float) -> jax.Array:
     """Eq. 6: r_adv - lambda1 * u(s, a) + lambda2 * r^(s, a); all (R, h)."""

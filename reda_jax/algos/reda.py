@@ -36,8 +36,9 @@ from reda_jax.types import Transitions
 @flax.struct.dataclass
 class DynamicsData:
     """Per-task model data (shapes without the seed axis): inputs (T, N, ds+da), targets
-    (T, N, ds), train_size (T,), holdout arrays (T, H, ...), holdout_size (T,); the reward
-    model's data concatenates all tasks: reward_* (T*N, ...)."""
+    (T, N, ds), train_size (T,), holdout arrays (T, H, ...), holdout_size (T,); for pooled
+    task models one ensemble's: inputs (1, T*N, ds+da+T) (a one-hot of the task last), ...;
+    the reward model's data concatenates all tasks: reward_* (T*N, ...)."""
 
     inputs: jax.Array
     targets: jax.Array
@@ -55,7 +56,8 @@ class DynamicsData:
 
 @flax.struct.dataclass
 class ModelState:
-    """dynamics: EnsembleState with a leading task axis T; reward: EnsembleState (1 member)."""
+    """dynamics: EnsembleState with a leading axis of T task ensembles (1 if pooled, see
+    TaskModels); reward: EnsembleState (1 member)."""
 
     dynamics: Any
     reward: Any
@@ -74,6 +76,38 @@ class RepresentationState:
     epoch: jax.Array
 
 
+class TaskModels(NamedTuple):
+    """Stage 1's task dynamics models behind one interface, whichever layout
+    `DynamicsConfig.task_models` chose: the EnsembleState has a leading axis of T separate
+    ensembles ('separate'), or of 1 ensemble whose input ends with a one-hot of the task
+    ('pooled')."""
+
+    fns: dynamics.GaussianEnsembleFns
+    pooled: bool
+    num_tasks: int
+
+    def next_state(self, state, task, obs: jax.Array, act: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+        """Task `task`'s model (an int, may be traced) at obs (..., ds), act (..., da) ->
+        mean next observation, std (E, ..., ds)."""
+        if self.pooled:
+            one = jax.tree.map(lambda x: x[0], state)
+            code = jax.nn.one_hot(task, self.num_tasks, dtype=act.dtype)
+            act = jnp.concatenate([act, jnp.broadcast_to(code, act.shape[:-1] + code.shape)], -1)
+        else:
+            one = jax.tree.map(lambda x: x[task], state)
+        return dynamics.next_state_distribution(self.fns, one, obs, act)
+
+
+def make_task_models(dcfg, obs_dim: int, act_dim: int, num_tasks: int) -> TaskModels:
+    """The task models of `dcfg` (a DynamicsConfig) for T = num_tasks training tasks."""
+    pooled = dcfg.task_models == "pooled"
+    in_dim = obs_dim + act_dim + (num_tasks if pooled else 0)
+    fns = dynamics.make_gaussian_ensemble(dcfg, in_dim, obs_dim, dcfg.num_models,
+                                          dcfg.hidden_dims)
+    return TaskModels(fns, pooled, num_tasks)
+
+
 class ReDA(NamedTuple):
     """The pure functions of one seed; see the module doc."""
 
@@ -83,7 +117,7 @@ class ReDA(NamedTuple):
     init_representation: Callable
     representation_epoch: Callable
     encode_windows: Callable
-    dynamics_fns: Any
+    task_models: TaskModels
     reward_fns: Any
     encoder: Any
     adversary: Any
@@ -96,19 +130,23 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
     dcfg, ecfg, rcfg = config.dynamics, config.encoder, config.representation
     K, T = ecfg.window, num_tasks
     D = obs_dim + act_dim
-    dyn = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, obs_dim, dcfg.num_models,
-                                          dcfg.hidden_dims)
+    task_models = make_task_models(dcfg, obs_dim, act_dim, T)
+    dyn = task_models.fns
     rew = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, 1, 1, dcfg.reward_hidden_dims)
     enc = contrastive.make_encoder_learner(ecfg, obs_dim, act_dim)
     adv = make_sac(rcfg.adversary, obs_dim, act_dim)
+    if rcfg.adversary_reward == "reference" and T < 2:
+        raise ValueError("representation.adversary_reward='reference' rolls the adversary out "
+                         f"in the other tasks' models and needs >= 2 training tasks, got {T}")
     use_model = rcfg.augmentation != "none"
     adversarial_policy = rcfg.augmentation == "adversarial"
 
     # ------------------------------------------------------------------ stage 1
     def init_models(key, data: DynamicsData) -> ModelState:
         k_dyn, k_rew = jax.random.split(key)
-        dyn_state = jax.vmap(dyn.init)(jax.random.split(k_dyn, T), data.inputs, data.targets,
-                                       data.train_size)
+        n_ens = data.inputs.shape[0]      # T separate ensembles or 1 pooled one
+        dyn_state = jax.vmap(dyn.init)(jax.random.split(k_dyn, n_ens), data.inputs,
+                                       data.targets, data.train_size)
         rew_state = rew.init(k_rew, data.reward_inputs, data.reward_targets,
                              data.reward_train_size)
         return ModelState(dynamics=dyn_state, reward=rew_state)
@@ -119,7 +157,7 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
             lambda s, x, y, n, hx, hy, hn, k: dyn.train_epoch(
                 s, x, y, n, hx, hy, hn, k, steps_per_dynamics_epoch))(
             state.dynamics, data.inputs, data.targets, data.train_size, data.holdout_inputs,
-            data.holdout_targets, data.holdout_size, jax.random.split(k_dyn, T))
+            data.holdout_targets, data.holdout_size, jax.random.split(k_dyn, data.inputs.shape[0]))
         rew_state, rew_m = rew.train_epoch(
             state.reward, data.reward_inputs, data.reward_targets, data.reward_train_size,
             data.reward_holdout_inputs, data.reward_holdout_targets, data.reward_holdout_size,
@@ -156,9 +194,18 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
         """n windows per task: a ContextBatch with (T, n, window, ...) arrays."""
         return sample_task_windows(data, key, n, window)
 
-    def task_step_fn(dyn_state, rew_state, members):
+    def task_step_fn(dyn_state, task, rew_state, members, model_of_row=None):
+        """A rollout step in task `task`'s model or, given model_of_row (R,) int, row r in
+        task model_of_row[r]'s."""
         def step(obs, act, key):
-            mean, std = dynamics.next_state_distribution(dyn, dyn_state, obs, act)
+            if model_of_row is None:
+                mean, std = task_models.next_state(dyn_state, task, obs, act)
+            else:
+                mean, std = jax.vmap(lambda j: task_models.next_state(dyn_state, j, obs, act))(
+                    jnp.arange(T))                                       # (T, E, R, ds)
+                row = model_of_row[None, None, :, None]
+                mean = jnp.take_along_axis(mean, row, 0)[0]
+                std = jnp.take_along_axis(std, row, 0)[0]
             if rcfg.model_transition == "mean":
                 std = jnp.zeros_like(std)
             next_obs = dynamics.sample_next_obs(mean, std, members, key)
@@ -166,14 +213,20 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
             return next_obs, dynamics.uncertainty(std), r_mean[0, :, 0]
         return step
 
-    def rollouts(models: ModelState, data: DeviceDataset, adv_params, key) -> adversarial.Rollout:
+    def rollouts(models: ModelState, data: DeviceDataset, adv_params, key,
+                 other_models: bool = False) -> adversarial.Rollout:
         """Branch rollouts (T, R, ...): R start tokens per task model, drawn from the joint
         dataset of all training tasks (rollout_start 'joint') or from the task's own data
-        ('own'), one random member per rollout row."""
+        ('own'), one random member per rollout row. other_models: row r of task k's
+        rollouts runs in the model of a task j != k drawn per row (adversary_reward
+        'reference')."""
         R = rcfg.rollout_batch
 
-        def one_task(dyn_state, task, key):
+        def one_task(task, key):
             k_src, k_rows, k_mem, k_roll = jax.random.split(key, 4)
+            model_of_row = ((task + jax.random.randint(k_mem, (R,), 1, T)) % T
+                            if other_models else None)
+            k_mem = jax.random.fold_in(k_mem, 1) if other_models else k_mem
             starts = real_windows(data, k_rows, R, window=1)            # (T, R, 1, ...)
             src = (jax.random.randint(k_src, (R,), 0, T) if rcfg.rollout_start == "joint"
                    else jnp.full((R,), task))
@@ -186,10 +239,11 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 policy = lambda o, k: jax.random.uniform(k, o.shape[:-1] + (act_dim,),
                                                          minval=-1.0, maxval=1.0)
             return adversarial.model_rollout(
-                obs0, prev0, task_step_fn(dyn_state, models.reward, members), policy,
+                obs0, prev0, task_step_fn(models.dynamics, task, models.reward, members,
+                                          model_of_row), policy,
                 termination_fn, rcfg.horizon, k_roll)
 
-        return jax.vmap(one_task)(models.dynamics, jnp.arange(T), jax.random.split(key, T))
+        return jax.vmap(one_task)(jnp.arange(T), jax.random.split(key, T))
 
     # (h, K): whether position p of the window ending at token j = 1..h is not token 0
     not_start_token = (jnp.arange(1, rcfg.horizon + 1)[:, None] - (K - 1)
@@ -241,15 +295,24 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                     new_windows[1][..., -1].sum(), 1.0)
             windows = jax.vmap(ring.push)(windows, new_windows, keep)
             if adversarial_policy:
-                r_adv = adversarial.adversarial_reward(scores)
-                reward = adversarial.total_reward(r_adv, roll.uncertainty, roll.rewards,
+                adv_roll, adv_valid = roll, valid
+                if rcfg.adversary_reward == "reference":
+                    adv_roll = rollouts(models, data, adversary.actor_params,
+                                        jax.random.fold_in(k_roll, 1), other_models=True)
+                    adv_valid = adv_roll.alive[..., :-1]
+                    r_adv = adversarial.imitation_reward(
+                        rollout_scores(state.encoder.params, adv_roll, protos)[0])
+                else:
+                    r_adv = adversarial.adversarial_reward(scores)
+                reward = adversarial.total_reward(r_adv, adv_roll.uncertainty, adv_roll.rewards,
                                                   rcfg.lambda1, rcfg.lambda2)
                 flat = lambda x: x.reshape((-1,) + x.shape[3:])
                 trans = Transitions(
-                    observations=flat(roll.observations[:, :, :-1]), actions=flat(roll.actions),
-                    rewards=flat(reward), next_observations=flat(roll.observations[:, :, 1:]),
-                    terminals=flat(roll.terminals), truncations=jnp.zeros_like(flat(reward)))
-                adv_buffer = ring.push(adv_buffer, trans, flat(valid))
+                    observations=flat(adv_roll.observations[:, :, :-1]),
+                    actions=flat(adv_roll.actions), rewards=flat(reward),
+                    next_observations=flat(adv_roll.observations[:, :, 1:]),
+                    terminals=flat(adv_roll.terminals), truncations=jnp.zeros_like(flat(reward)))
+                adv_buffer = ring.push(adv_buffer, trans, flat(adv_valid))
                 cdf = ring.sampling_cdf(adv_buffer)
 
                 def adv_step(s, k):
@@ -260,8 +323,8 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 adversary, adv_m = jax.lax.scan(
                     adv_step, adversary, jax.random.split(k_adv, rcfg.adversary_updates))
                 metrics.update({f"adversary/{k}": v for k, v in adv_m.items()})
-                metrics["adversary/r_adv"] = (r_adv * valid).sum() / valid.sum()
-                metrics["adversary/reward"] = (reward * valid).sum() / valid.sum()
+                metrics["adversary/r_adv"] = (r_adv * adv_valid).sum() / adv_valid.sum()
+                metrics["adversary/reward"] = (reward * adv_valid).sum() / adv_valid.sum()
 
         n_model = round(ecfg.batch_size * (1.0 - rcfg.real_fraction)) if use_model else 0
         n_real = ecfg.batch_size - n_model
@@ -289,4 +352,4 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
     return ReDA(init_models=init_models, dynamics_epoch=dynamics_epoch,
                 models_converged=models_converged, init_representation=init_representation,
                 representation_epoch=representation_epoch, encode_windows=encode_windows,
-                dynamics_fns=dyn, reward_fns=rew, encoder=enc, adversary=adv)
+                task_models=task_models, reward_fns=rew, encoder=enc, adversary=adv)
