@@ -116,6 +116,25 @@ def read_complete_rows(path: str | os.PathLike) -> list[dict]:
     return out
 
 
+def copy_stage_rows(src_workdir: str | os.PathLike, dst_workdir: str | os.PathLike,
+                    stage: str) -> int:
+    """Appends the rows of `stage` from src_workdir's metrics.csv to dst_workdir's (created
+    if missing) unless dst already has rows of that stage: a run that reuses another's
+    finished stage keeps that stage's per-epoch log. Returns the rows copied."""
+    dst = Path(dst_workdir) / "metrics.csv"
+    if any(r["stage"] == stage for r in read_complete_rows(dst)):
+        return 0
+    rows = [r for r in read_complete_rows(Path(src_workdir) / "metrics.csv")
+            if r["stage"] == stage]
+    new = not dst.exists()
+    with open(dst, "a", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:
     with open(Path(workdir) / "metrics.csv", newline="") as f:
         return list(csv.DictReader(f))

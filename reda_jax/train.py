@@ -34,7 +34,7 @@ from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_tas
 from reda_jax.envs.tasks import TaskSet
 from reda_jax.eval import protocols, readout
 from reda_jax.methods import Method, make_method, task_features
-from reda_jax.metrics_log import STAGES, MetricsLog
+from reda_jax.metrics_log import STAGES, MetricsLog, copy_stage_rows
 from reda_jax.run_info import write_json_atomic
 from reda_jax.sharding import shard_seeds
 from reda_jax.validate import InputError
@@ -309,8 +309,9 @@ def resume_position(workdir: Path) -> tuple[str, int] | None:
 
 def reuse_stages(workdir: Path, from_workdir: Path, from_stage: str) -> None:
     """Copies the finished checkpoints of the stages before `from_stage` from another run
-    directory whose config agrees on everything those stages depend on. Stages the other
-    run has no checkpoints of (its method has no such stage) are skipped."""
+    directory whose config agrees on everything those stages depend on, with their rows of
+    metrics.csv. Stages the other run has no checkpoints of (its method has no such stage)
+    are skipped."""
     if from_stage not in STAGES:
         raise InputError(f"--from_stage: must be one of {', '.join(STAGES)}, got {from_stage!r}")
     ours = json.loads((workdir / "config.json").read_text())["train"]
@@ -334,6 +335,7 @@ def reuse_stages(workdir: Path, from_workdir: Path, from_stage: str) -> None:
             tmp = dst.with_name(dst.name + ".copying")
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(src, tmp)
+            copy_stage_rows(from_workdir, workdir, stage)
             os.replace(tmp, dst)
 
 
