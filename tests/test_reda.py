@@ -59,10 +59,9 @@ def toy_config(augmentation: str) -> configs.TrainConfig:
 never = lambda o, a, n: jnp.zeros(n.shape[:-1], bool)
 
 
-@pytest.fixture(scope="module")
-def toy_models():
-    arrays = [toy_data(g, seed=i) for i, g in enumerate(GAINS)]
-    config = toy_config("adversarial")
+def train_toy_models(arrays, config):
+    """Stage 1 on the toy data -> (reda, dynamics data, models, last metrics, (rows per
+    dynamics ensemble, reward rows))."""
     dyn_data = make_dynamics_data(arrays, config.dynamics, seed=0)
     n_train = int(np.max(np.asarray(dyn_data.train_size)))
     reda = make_reda(config, 2, 2, len(GAINS), never, -(-n_train // 256),
@@ -71,7 +70,13 @@ def toy_models():
     epoch = jax.jit(reda.dynamics_epoch)
     for e in range(config.dynamics.max_epochs):
         models, metrics = epoch(models, dyn_data, jax.random.key(100 + e))
-    return arrays, dyn_data, models, metrics, (n_train, int(dyn_data.reward_train_size))
+    return reda, dyn_data, models, metrics, (n_train, int(dyn_data.reward_train_size))
+
+
+@pytest.fixture(scope="module")
+def toy_models():
+    arrays = [toy_data(g, seed=i) for i, g in enumerate(GAINS)]
+    return (arrays,) + train_toy_models(arrays, toy_config("adversarial"))[1:]
 
 
 def test_toy_dynamics_learn_each_tasks_gain(toy_models):
@@ -254,7 +259,7 @@ def test_pooled_task_models_learn_every_tasks_drift_from_one_ensemble():
     config = toy_config("random")
     config = dataclasses.replace(config, dynamics=dataclasses.replace(
         config.dynamics, task_models="pooled", max_epochs=20))
-    data = make_dynamics_data(arrays, config.dynamics, seed=0)
+    reda, data, models, _, _ = train_toy_models(arrays, config)
     n = int(data.train_size[0])
     assert data.inputs.shape == (1, n, 2 + 2 + 3) and data.train_size.shape == (1,)
     assert n + int(data.holdout_size[0]) == 3 * 3000
@@ -266,12 +271,6 @@ def test_pooled_task_models_learn_every_tasks_drift_from_one_ensemble():
         rows = (onehot[:, k] == 1) & (x[:, 0] > 0)
         np.testing.assert_allclose(drift[rows], 0.5 * g, atol=1e-5)
 
-    reda = make_reda(config, 2, 2, len(GAINS), never, -(-n // 256),
-                     -(-int(data.reward_train_size) // 256))
-    models = reda.init_models(jax.random.key(0), data)
-    epoch = jax.jit(reda.dynamics_epoch)
-    for e in range(config.dynamics.max_epochs):
-        models, _ = epoch(models, data, jax.random.key(100 + e))
     # Task k's rows where the task shows (away from the step at s_0 = 0, which a smooth
     # network blurs): the pooled model given task k predicts a drift nearer 0.5 g_k than
     # any other task's, and given any other task it explains these rows worse.
