@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from reda_jax.encoder_probe import format_readout, method_config, paired_rows, readout_rows
+from reda_jax.envs.tasks import get_task_set
+from reda_jax.metrics_log import read_metrics
 from reda_jax.validate import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +86,17 @@ def test_probe_encoder_app_stops_where_the_encoder_is_final(tmp_path):
         assert returns | {"max_mean_q"} <= set(per2)
         for key in returns:
             assert len(per2[key]) == 2 and all(0.0 < v <= 1000.0 for v in per2[key])
+        # The policy's numbers are its own run's: the D1_test-context and on-policy
+        # returns are task 1's in that run's results.json, the max Q its metrics.csv's.
+        res = json.loads((run / f"{method}-default" / "results.json").read_text())
+        task1 = get_task_set("inverted-pendulum-gravity").train_tasks[0].name
+        for key, protocol in (("return_task1_test_context", "off_policy"),
+                              ("return_task1_on_policy", "on_policy")):
+            np.testing.assert_allclose(
+                per2[key], res["protocols"][protocol]["tasks"][task1]["per_seed"])
+        q = [[float(r["value"]) for r in read_metrics(run / f"{method}-default")
+              if r["metric"] == "meta/q" and int(r["seed"]) == s] for s in range(2)]
+        np.testing.assert_allclose(per2["max_mean_q"], [max(v) for v in q])
     assert (run / "focal-default" / "checkpoints" / "meta_policy").is_dir()
     assert "task 1, D1_test contexts" in again.stdout
 
