@@ -92,6 +92,12 @@ _ORACLE_CODE = flags.DEFINE_enum(
     "oracle_code", None, ["multiplier", "standardized"],
     "The oracle's task code (meta.oracle_code; default: the config's). The run directory "
     "gets the suffix -code<value>.")
+_ONLY_TASK = flags.DEFINE_integer(
+    "only_task", None,
+    "bc only: train on training task <only_task>'s data alone (1-based; every training "
+    "task's data is replaced by it), to separate what pooling the tasks' behaviors costs "
+    "context-free BC from what the learner costs. The run directory gets the suffix "
+    "-only<k>.")
 _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None,
                                     "Context methods: run whose finished earlier stages are "
                                     "reused (default runs/didactic/collect<k>/<algo>).")
@@ -109,9 +115,20 @@ def main(argv):
         base = didactic.collect_config
         didactic.collect_config = lambda preset, cs=0: dataclasses.replace(
             base(preset, cs), num_checkpoints=_NUM_CKPT.value)
+    if _ONLY_TASK.value is not None and _ALGO.value != "bc":
+        raise InputError(f"--only_task applies to --algo=bc only (a task-conditioned or "
+                         f"context method would see one task's data under another's "
+                         f"label), got --algo={_ALGO.value}")
+    names = [t.name for t in get_task_set(didactic.TASK_SET).train_tasks]
+    if _ONLY_TASK.value is not None and not 1 <= _ONLY_TASK.value <= len(names):
+        raise InputError(f"--only_task must be in 1..{len(names)} (the training tasks "
+                         f"{names}), got {_ONLY_TASK.value}")
     variant = _VARIANT.value + (f"-code{_ORACLE_CODE.value}" if _ORACLE_CODE.value else "")
+    variant += f"-only{_ONLY_TASK.value}" if _ONLY_TASK.value is not None else ""
     work = Path(_WORKDIR.value) / f"collect{_COLLECT_SEED.value}"
     train, test, info = didactic.didactic_data(work, "default", _COLLECT_SEED.value)
+    if _ONLY_TASK.value is not None:
+        train = {name: train[names[_ONLY_TASK.value - 1]] for name in names}
     config = didactic.train_config(_ALGO.value, "default", _NUM_SEEDS.value)
     meta_kw, sac_kw = VARIANTS[_VARIANT.value]
     if _ORACLE_CODE.value:

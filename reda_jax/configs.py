@@ -206,6 +206,7 @@ ROLLOUT_STARTS = ("joint", "own")
 START_TOKENS = ("real", "masked")
 MODEL_TRANSITIONS = ("sample", "mean")
 ADVERSARY_REWARDS = ("paper", "reference")
+ROLLOUT_PHYSICS = ("models", "simulator")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,11 +261,20 @@ class RepresentationConfig:
     rollout, rewarded for raising task k's score, r = R_k(z_{t+1}) - R_k(z_t): it learns
     to make the other tasks' physics look like task k). Either way the encoder's model
     windows are its rollouts in task k's own model, labelled k; lambda1, lambda2 apply."""
+    rollout_physics: str = "models"
+    """What steps the branch rollouts: 'models' (stage 1's task dynamics models: the paper)
+    or 'simulator' (each task's real physics, MuJoCo XLA inside the jitted epoch, needs the
+    `mjx` extra; a control, not the paper: it isolates the augmentation, adversary
+    included, from the models' errors; issue 10). With 'simulator' the step's uncertainty
+    is 0 (lambda1's term vanishes and uncertainty_quantile keeps every window); the task
+    reward (lambda2) still comes from stage 1's reward model, which stage 1 still trains,
+    so a run can reuse the default's stage 1."""
 
     def __post_init__(self):
         for field, allowed in (("rollout_start", ROLLOUT_STARTS), ("start_token", START_TOKENS),
                                ("model_transition", MODEL_TRANSITIONS),
-                               ("adversary_reward", ADVERSARY_REWARDS)):
+                               ("adversary_reward", ADVERSARY_REWARDS),
+                               ("rollout_physics", ROLLOUT_PHYSICS)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field} must be one of {allowed}, got "
                                  f"{getattr(self, field)!r}")

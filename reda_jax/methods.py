@@ -109,13 +109,15 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 state_stats: tuple[np.ndarray, np.ndarray] | None = None,
                 action_std: np.ndarray | None = None, target_return: float | None = None,
                 reward_range: tuple[float, float] | None = None,
-                train_multipliers: tuple[float, ...] | None = None) -> Method:
+                train_multipliers: tuple[float, ...] | None = None,
+                simulator: Callable | None = None) -> Method:
     """The Method of config.algo. delta_std (ds,): std of s' - s in the training data
     (corro's noise negatives); state_stats (mean, std) of the training states: prompt_dt
     and stage 3's normalize_states; action_std (da,) of the training actions: stage 3's
     bc_error 'standardized'; target_return: prompt_dt;
     reward_range (r_min, r_max) of the training data: stage 3's TD-target clip;
-    train_multipliers (T,): the training tasks' multipliers (oracle)."""
+    train_multipliers (T,): the training tasks' multipliers (oracle);
+    simulator: reda with representation.rollout_physics 'simulator' (`make_reda`)."""
     algo, mcfg, ecfg = config.algo, config.meta, config.encoder
     T, K = num_tasks, ecfg.window
     empty = dict(stage1=None, init_stage1=None, stage1_epoch=None, stage1_converged=None,
@@ -137,7 +139,7 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
         enc = make_encoder_learner(ecfg, obs_dim, act_dim)
         if algo == "reda":
             r = make_reda(config, obs_dim, act_dim, T, termination_fn, steps_per_dynamics_epoch,
-                          steps_per_reward_epoch)
+                          steps_per_reward_epoch, simulator)
             learner = meta_lib.make_meta_learner(
                 mcfg, obs_dim, act_dim, T, K, ecfg.z_dim,
                 encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m), **meta_kw)

@@ -366,12 +366,16 @@ class Trainer:
                      "reward": math.ceil(int(self.stage1_data.reward_train_size) / bs)}
         self.reda_steps = steps  # dynamics / reward model updates per stage-1 epoch
         rewards = np.concatenate([a["rewards"] for a in data.train_arrays])
+        simulator = None
+        if needs_models and config.representation.rollout_physics == "simulator":
+            from reda_jax.envs.mjx_physics import make_simulator_step
+            simulator = make_simulator_step(ts.train_tasks)
         self.method: Method = make_method(
             config, ts.obs_dim, ts.act_dim, T, ts.termination_fn,
             steps_per_dynamics_epoch=steps["dynamics"], steps_per_reward_epoch=steps["reward"],
             reward_range=(float(rewards.min()), float(rewards.max())),
             train_multipliers=tuple(t.multiplier for t in ts.train_tasks),
-            **method_data_stats(config.algo, data.train_arrays))
+            simulator=simulator, **method_data_stats(config.algo, data.train_arrays))
         if self.method.stage1 == "generative":
             self.stage1_data = data.train
         self.meta_data = data.train

@@ -235,6 +235,10 @@ APP_CASES = [
      "--set"),
     (["experiments.probe_encoder", "--variant=x",
       "--set=representation.adversary_reward='code'"], "--set"),
+    (["experiments.probe_encoder", "--variant=x",
+      "--set=representation.rollout_physics='real'"], "--set"),
+    (["experiments.probe_offline_learner", "--algo=oracle", "--only_task=1"], "--only_task"),
+    (["experiments.probe_offline_learner", "--algo=bc", "--only_task=3"], "--only_task"),
     (["experiments.probe_encoder", "--task_set=hopper-gravity", "--collect_seeds=0,1"],
      "--collect_seeds"),
     (["experiments.probe_encoder", "--task_set=hopper-gravity", "--preset=default"],
@@ -250,7 +254,8 @@ APP_CASES = [
 def test_app_prints_one_line_and_exits_2(tmp_path, argv, flag):
     (tmp_path / "a_file").write_text("x")
     argv = [a.replace("A_FILE", str(tmp_path / "a_file")) for a in argv]
-    if argv[0] in ("experiments.train", "experiments.didactic", "experiments.probe_encoder"):
+    if argv[0] in ("experiments.train", "experiments.didactic", "experiments.probe_encoder",
+                   "experiments.probe_offline_learner"):
         argv.append(f"--workdir={tmp_path / 'w'}")
     r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
                        timeout=300, cwd=REPO)

@@ -169,7 +169,7 @@ def test_reference_adversary_rolls_out_in_the_other_tasks_models(toy_models):
     assert np.all(own["reference"] < 0.3), own
 
 
-def _model_windows(toy_models, **rep):
+def _model_windows(toy_models, simulator=None, **rep):
     """One stage-2 epoch with a random rollout policy -> the stored model windows of each
     task: tokens (T, n, K, D), mask (T, n, K) (the rows pushed this epoch)."""
     import dataclasses
@@ -177,7 +177,8 @@ def _model_windows(toy_models, **rep):
     config = toy_config("random")
     config = dataclasses.replace(config, representation=dataclasses.replace(
         config.representation, encoder_updates=1, **rep))
-    reda = make_reda(config, 2, 2, len(GAINS), never, -(-n_train // 256), -(-n_rew // 256))
+    reda = make_reda(config, 2, 2, len(GAINS), never, -(-n_train // 256), -(-n_rew // 256),
+                     simulator)
     state = reda.init_representation(jax.random.key(1))
     state, _ = jax.jit(reda.representation_epoch)(state, models, stack_datasets(arrays),
                                                    jax.random.key(5))
@@ -232,6 +233,23 @@ def test_mean_model_transitions_leave_out_the_models_noise(toy_models):
         return ds[..., 0][both].var()      # dimension 0 carries no drift in any task
     sampled, mean = residual_var(), residual_var(model_transition="mean")
     assert mean < 0.5 * sampled, (mean, sampled)
+
+
+def test_simulator_rollout_physics_steps_every_task_in_its_own_physics(toy_models):
+    """rollout_physics='simulator': the model windows follow the given physics (here a fake
+    one whose drift, 3 (k + 1) in dimension 1, no learned model would produce), task k's
+    in task k's windows, without the models' noise."""
+    sim = lambda task, o, a: o + 0.5 * a + jnp.stack(
+        [jnp.zeros(o.shape[:-1]), 3.0 * (jnp.asarray(task) + 1.0) * jnp.ones(o.shape[:-1])], -1)
+    tokens, mask = _model_windows(toy_models, simulator=sim, rollout_physics="simulator")
+    both = (mask[..., 1:] > 0) & (mask[..., :-1] > 0)
+    drift = tokens[..., 1:, :2] - tokens[..., :-1, :2] - 0.5 * tokens[..., 1:, 2:]
+    for k in range(len(GAINS)):
+        assert both[k].sum() > 100
+        d = drift[k][both[k]]
+        np.testing.assert_allclose(d, np.broadcast_to([0.0, 3.0 * (k + 1)], d.shape), atol=1e-4)
+    with pytest.raises(ValueError, match="simulator step"):
+        _model_windows(toy_models, rollout_physics="simulator")
 
 
 def test_uncertainty_quantile_keeps_the_more_certain_windows(toy_models):

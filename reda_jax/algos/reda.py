@@ -125,8 +125,10 @@ class ReDA(NamedTuple):
 
 def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
               termination_fn: Callable, steps_per_dynamics_epoch: int,
-              steps_per_reward_epoch: int) -> ReDA:
-    """Factory closing over the static config and dimensions."""
+              steps_per_reward_epoch: int, simulator: Callable | None = None) -> ReDA:
+    """Factory closing over the static config and dimensions. simulator: with
+    representation.rollout_physics 'simulator', the training tasks' real physics,
+    step(task, obs (..., ds), act (..., da)) -> next_obs (`envs.mjx_physics`)."""
     dcfg, ecfg, rcfg = config.dynamics, config.encoder, config.representation
     K, T = ecfg.window, num_tasks
     D = obs_dim + act_dim
@@ -139,6 +141,10 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
         raise ValueError("representation.adversary_reward='reference' rolls the adversary out "
                          f"in the other tasks' models and needs >= 2 training tasks, got {T}")
     use_model = rcfg.augmentation != "none"
+    real_physics = rcfg.rollout_physics == "simulator"
+    if real_physics and use_model and simulator is None:
+        raise ValueError("representation.rollout_physics='simulator' needs the tasks' "
+                         "simulator step (envs.mjx_physics.make_simulator_step)")
     adversarial_policy = rcfg.augmentation == "adversarial"
 
     # ------------------------------------------------------------------ stage 1
@@ -196,8 +202,13 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
     def task_step_fn(dyn_state, task, rew_state, members, model_of_row=None):
         """A rollout step in task `task`'s model or, given model_of_row (R,) int, row r in
-        task model_of_row[r]'s."""
+        task model_of_row[r]'s; with rollout_physics 'simulator' in that task's real
+        physics (uncertainty 0)."""
         def step(obs, act, key):
+            r_mean, _ = rew.predict(rew_state, jnp.concatenate([obs, act], -1))
+            if real_physics:
+                next_obs = simulator(task if model_of_row is None else model_of_row, obs, act)
+                return next_obs, jnp.zeros(obs.shape[:-1], obs.dtype), r_mean[0, :, 0]
             if model_of_row is None:
                 mean, std = task_models.next_state(dyn_state, task, obs, act)
             else:
@@ -209,7 +220,6 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
             if rcfg.model_transition == "mean":
                 std = jnp.zeros_like(std)
             next_obs = dynamics.sample_next_obs(mean, std, members, key)
-            r_mean, _ = rew.predict(rew_state, jnp.concatenate([obs, act], -1))
             return next_obs, dynamics.uncertainty(std), r_mean[0, :, 0]
         return step
 
