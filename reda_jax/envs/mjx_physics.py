@@ -19,6 +19,8 @@ not).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Callable, Sequence
 
 import jax
@@ -37,7 +39,8 @@ def make_simulator_step(tasks: Sequence[TaskSpec]) -> SimulatorStep:
     """One env step of each task's physics as a pure jax function (module doc). The tasks
     must share one env family (env_id and env_kwargs)."""
     try:
-        from mujoco import mjx
+        with contextlib.redirect_stdout(io.StringIO()):   # mjx prints that warp is absent
+            from mujoco import mjx
     except ImportError as e:
         raise ImportError("rollouts in the real simulator need MuJoCo XLA: pip install -e "
                           "'.[mjx]' (the mujoco-mjx package)") from e
