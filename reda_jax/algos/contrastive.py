@@ -22,6 +22,7 @@ import optax
 
 from reda_jax.configs import EncoderConfig
 from reda_jax.networks.encoder import ContextEncoder
+from reda_jax.optim import apply_gradients
 from reda_jax.types import ContextBatch, TrainState
 
 _MASKED = -1e30  # logit of an excluded (zero-weight) negative; exp underflows to 0
@@ -176,8 +177,7 @@ def make_encoder_learner(config: EncoderConfig, obs_dim: int, act_dim: int) -> E
             return info_nce_loss(z, k_perm, weights, config.temperature)
 
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = opt.update(grads, state.opt_state)
-        return EncoderState(params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state, step=state.step + 1), metrics
+        params, opt_state = apply_gradients(opt, state.params, state.opt_state, grads)
+        return EncoderState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     return EncoderLearner(init=init, update=update, encode=encode, module=module)

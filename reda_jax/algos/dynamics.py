@@ -46,6 +46,7 @@ import optax
 
 from reda_jax.configs import DynamicsConfig
 from reda_jax.networks.ensemble import GaussianEnsemble
+from reda_jax.optim import apply_gradients
 
 MIN_STD = 1e-6
 """Standard deviations below this (constant columns) are replaced by 1 in a Normalizer."""
@@ -242,8 +243,7 @@ def make_gaussian_ensemble(config: DynamicsConfig, in_dim: int, out_dim: int,
             x = state.input_norm.normalize(inputs[idx])               # (E, B, in)
             y = state.target_norm.normalize(targets[idx])             # (E, B, out)
             (total, nll), grads = jax.value_and_grad(loss, has_aux=True)(params, x, y)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), (total, nll)
+            return apply_gradients(opt, params, opt_state, grads), (total, nll)
 
         (params, opt_state), (totals, nlls) = jax.lax.scan(
             step, (state.params, state.opt_state), jax.random.split(key, steps))

@@ -37,6 +37,7 @@ from reda_jax.algos.sac import make_sac, value_bounds
 from reda_jax.configs import MetaPolicyConfig
 from reda_jax.data.context import DeviceDataset, sample_task_windows
 from reda_jax.networks.policies import TanhGaussianActor
+from reda_jax.optim import apply_gradients
 from reda_jax.types import Transitions, data_vector
 
 OBJECTIVES = ("sac_bc", "bc")
@@ -196,8 +197,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                          encoder_opt_state=enc_opt.init(trainable), epoch=jnp.zeros((), jnp.int32))
 
     def step_encoder(state: MetaState, grads):
-        updates, opt_state = enc_opt.update(grads, state.encoder_opt_state)
-        return optax.apply_updates(state.encoder, updates), opt_state
+        return apply_gradients(enc_opt, state.encoder, state.encoder_opt_state, grads)
 
     def update(state: MetaState, frozen, batch, key, context=None) -> tuple[MetaState, dict]:
         if objective == "sac_bc":
@@ -228,9 +228,10 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
 
             (g_actor, g_enc), info = jax.grad(loss, argnums=(0, 1), has_aux=True)(
                 state.policy.actor_params, state.encoder)
-            updates, opt_state = bc_opt.update(g_actor, state.policy.actor_opt_state)
-            policy = BCState(actor_params=optax.apply_updates(state.policy.actor_params, updates),
-                             actor_opt_state=opt_state, step=state.policy.step + 1)
+            actor, opt_state = apply_gradients(bc_opt, state.policy.actor_params,
+                                               state.policy.actor_opt_state, g_actor)
+            policy = BCState(actor_params=actor, actor_opt_state=opt_state,
+                             step=state.policy.step + 1)
         encoder, enc_opt_state = step_encoder(state, g_enc)
         return MetaState(policy=policy, encoder=encoder, encoder_opt_state=enc_opt_state,
                          epoch=state.epoch), info

@@ -27,6 +27,7 @@ import optax
 
 from reda_jax.configs import SACConfig
 from reda_jax.networks.policies import TanhGaussianActor, TwinCritic, sample_tanh_gaussian
+from reda_jax.optim import apply_gradients
 from reda_jax.types import Transitions, check_transitions
 
 
@@ -173,22 +174,22 @@ def make_sac(config: SACConfig, obs_dim: int, act_dim: int, q_weight: float | No
 
     def apply_critic_grads(state: SACState, grads) -> SACState:
         """One Adam step of the critics from gradients of `critic_loss`."""
-        updates, critic_opt_state = critic_opt.update(grads, state.critic_opt_state)
-        return state.replace(critic_params=optax.apply_updates(state.critic_params, updates),
-                             critic_opt_state=critic_opt_state)
+        critic_params, critic_opt_state = apply_gradients(
+            critic_opt, state.critic_params, state.critic_opt_state, grads)
+        return state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
 
     def actor_step(state: SACState, batch: Transitions, key: jax.Array) -> tuple[SACState, dict]:
         """The rest of an update after the critics: actor (on the current critics),
         temperature, Polyak averaging of the target critics, step + 1."""
         grads, a_info = jax.grad(actor_loss, has_aux=True)(
             state.actor_params, state.critic_params, state.log_alpha, batch, key)
-        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt_state)
-        actor_params = optax.apply_updates(state.actor_params, updates)
+        actor_params, actor_opt_state = apply_gradients(
+            actor_opt, state.actor_params, state.actor_opt_state, grads)
 
         entropy = jax.lax.stop_gradient(a_info["entropy"])
         grad_alpha = jax.grad(alpha_loss)(state.log_alpha, entropy)
-        updates, alpha_opt_state = alpha_opt.update(grad_alpha, state.alpha_opt_state)
-        log_alpha = optax.apply_updates(state.log_alpha, updates)
+        log_alpha, alpha_opt_state = apply_gradients(
+            alpha_opt, state.log_alpha, state.alpha_opt_state, grad_alpha)
 
         target_critic_params = optax.incremental_update(
             state.critic_params, state.target_critic_params, config.tau)

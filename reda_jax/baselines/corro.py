@@ -30,6 +30,7 @@ from reda_jax.configs import CorroConfig
 from reda_jax.data.context import DeviceDataset
 from reda_jax.networks.transition_encoder import AttentionAggregator, RlkitMLP, TransitionMLP, \
     transitions_from_tokens
+from reda_jax.optim import apply_gradients
 from reda_jax.types import TrainState, data_vector
 
 
@@ -228,9 +229,8 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
         s, a, s_next = _gather(data, *sample_pooled_rows(data, k_rows, config.cvae_batch_size))
         grads, metrics = jax.grad(lambda p: cvae_loss(p, s, a, s_next, k_loss, config),
                                   has_aux=True)(state.params)
-        updates, opt_state = opt.update(grads, state.opt_state)
-        return CVAEState(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                         step=state.step + 1), metrics
+        params, opt_state = apply_gradients(opt, state.params, state.opt_state, grads)
+        return CVAEState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def generative_epoch(state: CVAEState, data: DeviceDataset, key: jax.Array):
         check_tasks(data)
@@ -266,9 +266,8 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
             return corro_info_nce(q, k, negs, config.temperature)
 
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = opt.update(grads, state.opt_state)
-        return E1State(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                       step=state.step + 1), metrics
+        params, opt_state = apply_gradients(opt, state.params, state.opt_state, grads)
+        return E1State(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def epoch(state: E1State, cvae_params, data: DeviceDataset, key: jax.Array):
         check_tasks(data)

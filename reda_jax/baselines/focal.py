@@ -29,6 +29,7 @@ from reda_jax.configs import FocalConfig
 from reda_jax.data.context import DeviceDataset, sample_task_windows
 from reda_jax.networks.transition_encoder import TransitionMLP, masked_mean, \
     transitions_from_tokens
+from reda_jax.optim import apply_gradients
 from reda_jax.types import TrainState
 
 _COUNT_EPS = 1e-3  # FOCAL's epsilon in the denominators n_pos + eps, n_neg + eps
@@ -140,9 +141,8 @@ def make_focal(config: FocalConfig, obs_dim: int, act_dim: int, num_tasks: int,
             return config.loss_weight * loss, metrics
 
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = opt.update(grads, state.opt_state)
-        return FocalState(params=optax.apply_updates(state.params, updates),
-                          opt_state=opt_state, step=state.step + 1), metrics
+        params, opt_state = apply_gradients(opt, state.params, state.opt_state, grads)
+        return FocalState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def epoch(state: FocalState, data: DeviceDataset, key: jax.Array
               ) -> tuple[FocalState, dict]:

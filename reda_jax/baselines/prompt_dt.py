@@ -52,6 +52,7 @@ from reda_jax.configs import PromptDTConfig
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
                                    stack_datasets, take_window, window_rows)
 from reda_jax.eval.protocols import History
+from reda_jax.optim import apply_gradients
 from reda_jax.types import TrainState, Transitions
 
 _MASKED_LOGIT = -1e9
@@ -361,11 +362,10 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
     def update(state: DTState, batch: DTBatch, key: jax.Array) -> tuple[DTState, dict]:
         drop_key = key if config.dropout > 0 else None
         value, grads = jax.value_and_grad(loss)(state.params, batch, drop_key)
-        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        params, opt_state = apply_gradients(opt, state.params, state.opt_state, grads)
         metrics = {"loss": value, "grad_norm": optax.tree.norm(grads),
                    "learning_rate": schedule(state.step)}
-        return DTState(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                       step=state.step + 1), metrics
+        return DTState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def epoch(state: DTState, data: DTData, key: jax.Array) -> tuple[DTState, dict]:
         def body(st, k):

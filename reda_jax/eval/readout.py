@@ -49,6 +49,7 @@ import optax
 from reda_jax.algos.contrastive import nearest_prototype_hits, prototypes, weighted_mean
 from reda_jax.data.context import DeviceDataset, sample_task_windows, sample_transitions
 from reda_jax.eval.metrics import centroid_representation_metric, mean_pairwise_sq_distance
+from reda_jax.optim import apply_gradients
 from reda_jax.types import ContextBatch
 
 READOUT_KEYS = ("train_accuracy", "unseen_checkpoint_accuracy",
@@ -81,8 +82,7 @@ def linear_probe_accuracy(z_fit: jax.Array, w_fit: jax.Array, z_eval: jax.Array,
     def step(carry, _):
         p, s = carry
         g = jax.grad(loss)(p)
-        updates, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, updates), s), None
+        return apply_gradients(opt, p, s, g), None
 
     (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
     logits = ((z_eval - mu) / sd) @ params["w"] + params["b"]
