@@ -29,12 +29,11 @@ from typing import Mapping, Sequence
 import numpy as np
 from absl import flags
 
-from experiments.tables import DEFAULT_NUM_MODELS, Group, find_runs, group_runs
+from experiments.tables import Group, find_runs, group_runs
 from reda_jax import paper_results as paper
+from reda_jax.configs import DEFAULT_NUM_MODELS, PROTOCOLS
 from reda_jax.eval import plots
 from reda_jax.validate import InputError, at_least, run_app, writable_dir
-
-PROTOCOLS = ("on_policy", "off_policy")
 
 
 def method_id(method: str, num_models: int) -> str:

@@ -36,11 +36,9 @@ import numpy as np
 from absl import flags
 
 from reda_jax import paper_results as paper
-from reda_jax.configs import DynamicsConfig
+from reda_jax.configs import DEFAULT_NUM_MODELS, PROTOCOLS
 from reda_jax.validate import InputError, run_app, writable_dir
 
-PROTOCOLS = ("on_policy", "off_policy")
-DEFAULT_NUM_MODELS = DynamicsConfig().num_models
 # Config fields that may differ between runs that are pooled into one cell.
 _POOLABLE_FIELDS = ("seed", "num_seeds", "checkpoint_interval_s")
 

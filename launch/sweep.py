@@ -56,7 +56,6 @@ assert set(PAPER_TASK_SETS) == set(TASK_SETS) - {DIDACTIC}
 ABLATION_TASK_SETS = ("walker2d-gravity", "walker2d-damping")   # paper Tables 3-4
 MODELS_TASK_SETS = ("walker2d-gravity",)                        # paper Table 5
 MODELS_CHECKPOINTS = (1,)
-DEFAULT_NUM_MODELS = configs.DynamicsConfig().num_models
 DEFAULT_DATA_ROOT = "runs/data"                                 # experiments.train's default
 MODES = ("list", "local", "slurm", "multihost")
 
@@ -159,7 +158,7 @@ def expand_grid(task_sets: Sequence[str] = PAPER_TASK_SETS,
             for k in models_checkpoints:
                 for n in num_models:
                     add(RunSpec(ts, k, "reda", s,
-                                num_models=None if n == DEFAULT_NUM_MODELS else n, **common))
+                                num_models=None if n == configs.DEFAULT_NUM_MODELS else n, **common))
     return list(out.values())
 
 
@@ -398,7 +397,7 @@ def define_flags() -> None:
     flags.DEFINE_list("ablation_task_sets", list(ABLATION_TASK_SETS),
                       "Task sets of the ablations (paper: Walker2d Gravity / Dof-Damping).")
     flags.DEFINE_list("num_models", ["1", "3", "5"],
-                      f"Numbers of dynamics models (Table 5); {DEFAULT_NUM_MODELS} is the main "
+                      f"Numbers of dynamics models (Table 5); {configs.DEFAULT_NUM_MODELS} is the main "
                       "ReDA run; empty for none.")
     flags.DEFINE_list("models_task_sets", list(MODELS_TASK_SETS),
                       "Task sets of the numbers-of-models runs (paper: Walker2d Gravity).")

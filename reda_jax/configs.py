@@ -487,6 +487,14 @@ class PromptDTConfig:
     """Evaluate both protocols every this many epochs (and after the last)."""
 
 
+DEFAULT_NUM_MODELS = DynamicsConfig().num_models
+"""The ensemble size of the main runs (Table 5 varies it; run names carry any other)."""
+
+PROTOCOLS = ("on_policy", "off_policy")
+"""The evaluation protocols (paper Section 5): the context is the policy's own transitions, or
+windows of the unseen checkpoints' data."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Evaluation in the real simulator (paper Section 5.2)."""

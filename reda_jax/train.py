@@ -44,7 +44,6 @@ EMBEDDING_WINDOWS = 200  # context windows per task and seed in embeddings.npz
 # Wall seconds per stage ('stage1_s', 'representation_s', 'meta_policy_s', 'evaluation_s'),
 # summed over every process that worked on the run (epochs redone after a kill included).
 TIMING_FILE = "timing.json"
-PROTOCOLS = ("on_policy", "off_policy")
 
 
 class Preempted(RuntimeError):
@@ -670,7 +669,7 @@ class Trainer:
 
     def evaluate(self, meta_state, frozen, epoch: int) -> dict:
         """Both protocols; appends them to eval_history.jsonl."""
-        out = {p: self.evaluate_policy(meta_state, frozen, p) for p in PROTOCOLS}
+        out = {p: self.evaluate_policy(meta_state, frozen, p) for p in configs.PROTOCOLS}
         record = {"epoch": epoch, **out}
         with open(self.workdir / "eval_history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -749,7 +748,7 @@ class Trainer:
             "seed": cfg.seed, "num_models": cfg.dynamics.num_models,
             "augmentation": cfg.representation.augmentation,
             "epoch": final["epoch"],
-            "protocols": {p: final[p] for p in PROTOCOLS},
+            "protocols": {p: final[p] for p in configs.PROTOCOLS},
             "encoder_accuracy": {k: {"per_seed": np.asarray(v).tolist(),
                                      "mean": float(np.mean(v)), "std": float(np.std(v))}
                                  for k, v in acc.items()},

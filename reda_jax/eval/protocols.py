@@ -53,12 +53,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reda_jax.configs import PROTOCOLS
 from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_context_windows
 from reda_jax.envs.batched import BatchedEnvs
 from reda_jax.envs.tasks import TaskSpec
 from reda_jax.types import Transitions
-
-PROTOCOLS = ("on_policy", "off_policy")
 
 
 class History(NamedTuple):
