@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from absl import flags
 
+from reda_jax import method_names
 from reda_jax import paper_results as paper
 from reda_jax.configs import DEFAULT_NUM_MODELS, PROTOCOLS
 from reda_jax.validate import InputError, run_app, writable_dir
@@ -74,19 +75,10 @@ def method_of(results: Mapping[str, Any], train_config: Mapping[str, Any]) -> st
     if results.get("method"):
         return str(results["method"])
     algo = results.get("algo") or train_config.get("algo", "reda")
-    if algo != "reda":
-        return algo
-    rep = train_config.get("representation", {})
-    aug = results.get("augmentation") or rep.get("augmentation", "adversarial")
-    if aug == "none":
-        return "reda_wo_model"
-    if aug == "random":
-        return "reda_wo_adv"
-    if rep.get("lambda1", 1.0) == 0.0:
-        return "reda_wo_up"
-    if rep.get("lambda2", 1.0) == 0.0:
-        return "reda_wo_tc"
-    return "reda"
+    rep = dict(train_config.get("representation", {}))
+    if results.get("augmentation"):
+        rep["augmentation"] = results["augmentation"]
+    return method_names.method_of(algo, rep)
 
 
 def load_run(results_path: str | Path) -> Run:

@@ -20,7 +20,8 @@ from absl import flags
 
 from reda_jax import configs
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
-from reda_jax.experiment import ABLATIONS, build_config, load_or_collect, method_name
+from reda_jax.experiment import build_config, load_or_collect
+from reda_jax.method_names import ABLATIONS, method_name
 from reda_jax.metrics_log import STAGES
 from reda_jax.run_info import prepare_run_dir, quiet_logs
 from reda_jax.validate import InputError, at_least, finite_nonneg, run_app, writable_dir

@@ -46,7 +46,7 @@ from absl import flags
 
 from reda_jax import configs
 from reda_jax.envs.tasks import TASK_SETS
-from reda_jax.experiment import ABLATIONS, method_name
+from reda_jax.method_names import ABLATIONS, method_name
 from reda_jax.paper_results import PAPER_TASK_SETS
 from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from reda_jax import configs, didactic
 from reda_jax.envs.tasks import get_task_set
-from reda_jax.experiment import ABLATIONS, build_config, load_or_collect
+from reda_jax.experiment import build_config, load_or_collect
+from reda_jax.method_names import ABLATIONS
 from reda_jax.validate import InputError
 
 DIDACTIC = "didactic"

@@ -1,5 +1,5 @@
-"""Run-level helpers shared by the apps and tests: ablation presets, config building,
-finding or generating a task set's datasets."""
+"""Run-level helpers shared by the apps and tests: config building (the ablations are
+`reda_jax.method_names`'), finding or generating a task set's datasets."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,18 +7,9 @@ from pathlib import Path
 
 from reda_jax import configs
 from reda_jax.envs.tasks import get_task_set
+from reda_jax.method_names import ABLATIONS
 from reda_jax.validate import InputError, writable_dir
 
-ABLATIONS = {
-    "none": {},
-    "wo_model": {"augmentation": "none"},
-    "wo_adv": {"augmentation": "random"},
-    "wo_up": {"lambda1": 0.0},
-    "wo_tc": {"lambda2": 0.0},
-}
-
-def method_name(algo: str, ablation: str) -> str:
-    return algo if ablation == "none" else f"{algo}_{ablation}"
 
 
 def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str = "none",

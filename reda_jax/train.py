@@ -33,6 +33,7 @@ from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_tas
     stack_datasets
 from reda_jax.envs.tasks import TaskSet
 from reda_jax.eval import protocols, readout
+from reda_jax.method_names import method_of
 from reda_jax.methods import Method, make_method, task_features
 from reda_jax.metrics_log import STAGES, MetricsLog, copy_stage_rows
 from reda_jax.run_info import write_json_atomic
@@ -761,18 +762,7 @@ class Trainer:
 
 def method_label(config: configs.TrainConfig) -> str:
     """'reda', 'reda_wo_model', 'reda_wo_adv', 'reda_wo_up', 'reda_wo_tc' or the algo."""
-    if config.algo != "reda":
-        return config.algo
-    rep = config.representation
-    if rep.augmentation == "none":
-        return "reda_wo_model"
-    if rep.augmentation == "random":
-        return "reda_wo_adv"
-    if rep.lambda1 == 0.0:
-        return "reda_wo_up"
-    if rep.lambda2 == 0.0:
-        return "reda_wo_tc"
-    return "reda"
+    return method_of(config.algo, dataclasses.asdict(config.representation))
 
 
 def method_data_stats(algo: str, arrays: Sequence[dict]) -> dict:
