@@ -5,11 +5,12 @@ ds = observation dim, da = action dim, T = tasks (a leading axis when vmapped).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import chex
 import flax.struct
 import jax
+import numpy as np
 
 
 @flax.struct.dataclass
@@ -90,3 +91,18 @@ def data_vector(value: Any, size: int, name: str, needed_for: str) -> jax.Array:
     if out.shape != (size,):
         raise ValueError(f"{name} must have shape ({size},), got {out.shape}")
     return out
+
+
+class History(NamedTuple):
+    """An env's own last H steps of the current episode, right-aligned (step t at H-1).
+
+    tokens: (S, M, H, D) float32, token j = (s_j, a_{j-1}) (a_{-1} = 0), zeros on padding
+    mask: (S, M, H) float32, 1 for real steps, 0 before the episode start
+    returns_before: (S, M, H) float32, undiscounted return collected before step j (0 at j=0)
+    timesteps: (S, M, H) int32, step index j within the episode (0 on padding)
+    """
+
+    tokens: np.ndarray
+    mask: np.ndarray
+    returns_before: np.ndarray
+    timesteps: np.ndarray

@@ -9,7 +9,7 @@ import pytest
 from reda_jax.data.context import make_device_dataset
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.eval import EvalResult, env_seed, evaluate, format_table, summarize
-from reda_jax.eval.protocols import History
+from reda_jax.types import History
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,7 +13,7 @@ from reda_jax.baselines.prompt_dt import (DTBatch, make_dt_data, make_prompt_dt,
 from reda_jax.configs import PromptDTConfig
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.eval import evaluate
-from reda_jax.eval.protocols import History
+from reda_jax.types import History
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -51,9 +51,8 @@ import optax
 from reda_jax.configs import PromptDTConfig
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
                                    stack_datasets, take_window, window_rows)
-from reda_jax.eval.protocols import History
 from reda_jax.optim import apply_gradients
-from reda_jax.types import TrainState, Transitions
+from reda_jax.types import History, TrainState, Transitions
 
 _MASKED_LOGIT = -1e9
 _LN_EPS = 1e-5

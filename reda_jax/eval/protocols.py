@@ -47,7 +47,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -57,22 +57,7 @@ from reda_jax.configs import PROTOCOLS
 from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_context_windows
 from reda_jax.envs.batched import BatchedEnvs
 from reda_jax.envs.tasks import TaskSpec
-from reda_jax.types import Transitions
-
-
-class History(NamedTuple):
-    """An env's own last H steps of the current episode, right-aligned (step t at H-1).
-
-    tokens: (S, M, H, D) float32, token j = (s_j, a_{j-1}) (a_{-1} = 0), zeros on padding
-    mask: (S, M, H) float32, 1 for real steps, 0 before the episode start
-    returns_before: (S, M, H) float32, undiscounted return collected before step j (0 at j=0)
-    timesteps: (S, M, H) int32, step index j within the episode (0 on padding)
-    """
-
-    tokens: np.ndarray
-    mask: np.ndarray
-    returns_before: np.ndarray
-    timesteps: np.ndarray
+from reda_jax.types import History, Transitions
 
 
 ActFn = Callable[..., Any]
