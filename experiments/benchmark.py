@@ -197,7 +197,7 @@ def bench_collect() -> None:
     print("[collect] wall time of the mini collection")
     workdir = _COLLECT_WORKDIR.value
     if _RUN_COLLECT.value:
-        from reda_jax.data.collect import run_collection
+        from reda_jax.behavior.collect import run_collection
         workdir = workdir or f"/tmp/reda_bench_collect_{os.getpid()}"
         t = time.perf_counter()
         run_collection(_TASK_SET.value, "mini", workdir, show_progress=False)

@@ -15,7 +15,7 @@ import collections
 from absl import flags
 
 from reda_jax import configs
-from reda_jax.data.collect import read_returns, run_collection
+from reda_jax.behavior.collect import read_returns, run_collection
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.run_info import quiet_logs
 from reda_jax.validate import InputError, at_least, run_app, writable_dir

@@ -192,7 +192,7 @@ def acting_rate(task_set, steps: int) -> float:
     step for all tasks, then each task's host simulator (all tasks step once per batch)."""
     from reda_jax.algos.sac import make_sac
     from reda_jax.configs import SACConfig
-    from reda_jax.data.collect import make_batched_act
+    from reda_jax.behavior.collect import make_batched_act
     from reda_jax.envs.tasks import make_env
     sac = make_sac(SACConfig(), task_set.obs_dim, task_set.act_dim)
     m = len(task_set.all_tasks)

@@ -22,7 +22,7 @@ from absl import flags
 from tqdm import tqdm
 
 from reda_jax.configs import CollectConfig, SACConfig, to_dict
-from reda_jax.data.collect import BehaviorCollector, read_returns
+from reda_jax.behavior.collect import BehaviorCollector, read_returns
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.run_info import prepare_run_dir, quiet_logs
 from reda_jax.validate import InputError, at_least, finite_nonneg, run_app, writable_dir

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reda_jax import configs
-from reda_jax.data.collect import BehaviorCollector, read_returns
+from reda_jax.behavior.collect import BehaviorCollector, read_returns
 from reda_jax.data.context import stack_datasets
 from reda_jax.data.datasets import prefix
 from reda_jax.envs.tasks import get_task_set

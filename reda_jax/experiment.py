@@ -40,7 +40,7 @@ def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str
 
 def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str):
     """({train task: arrays}, {task: test arrays}); collects the data first if missing."""
-    from reda_jax.data.collect import run_collection
+    from reda_jax.behavior.collect import run_collection
     from reda_jax.data.datasets import load_datasets
     from reda_jax.data.store import DatasetNotFound
     task_set = get_task_set(task_set_name)

@@ -335,7 +335,7 @@ def test_invalid_dataset_is_an_error_naming_the_file_never_a_recollection(
     data = tmp_path / "data"
     shutil.copytree(smoke_dir / "datasets", data / "datasets")
     break_it(data / "datasets")
-    import reda_jax.data.collect as collect
+    import reda_jax.behavior.collect as collect
     monkeypatch.setattr(collect, "run_collection", lambda *a, **k: pytest.fail("re-collection"))
     config = build_config(TS, "smoke", 1)
     line = _exit(capsys, lambda: train_app.run_training(config, str(tmp_path / "w"),

@@ -11,7 +11,7 @@ import pytest
 
 from reda_jax.configs import CollectConfig, SACConfig, collect_preset
 from reda_jax.data import replay, store
-from reda_jax.data.collect import BehaviorCollector, read_returns
+from reda_jax.behavior.collect import BehaviorCollector, read_returns
 from reda_jax.data.datasets import build_datasets, load_datasets, prefix
 from reda_jax.data.rollout import collect_transitions
 from reda_jax.envs.tasks import get_task_set, make_env
