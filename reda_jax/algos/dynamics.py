@@ -118,11 +118,16 @@ class GaussianEnsembleFns(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- pieces
+def gaussian_nll_terms(mean: jax.Array, log_std: jax.Array, target: jax.Array) -> jax.Array:
+    """Per-element Gaussian negative log-likelihood without constants and the factor 1/2
+    (Eq. 4): (mu - y)^2 exp(-2 log_std) + 2 log_std, shaped like mean and log_std."""
+    return (mean - target) ** 2 * jnp.exp(-2.0 * log_std) + 2.0 * log_std
+
+
 def gaussian_nll(mean: jax.Array, log_std: jax.Array, target: jax.Array) -> jax.Array:
-    """Gaussian negative log-likelihood without constants and the factor 1/2 (Eq. 4):
-    mean over rows and dims of (mu - y)^2 exp(-2 log_std) + 2 log_std.
-    mean, log_std (..., B, d), target broadcastable to them -> (...,), e.g. (E,)."""
-    return ((mean - target) ** 2 * jnp.exp(-2.0 * log_std) + 2.0 * log_std).mean((-2, -1))
+    """`gaussian_nll_terms` averaged over rows and dims: mean, log_std (..., B, d), target
+    broadcastable to them -> (...,), e.g. (E,)."""
+    return gaussian_nll_terms(mean, log_std, target).mean((-2, -1))
 
 
 def update_best(best_params, best_holdout: jax.Array, epochs_since_improvement: jax.Array,
@@ -222,7 +227,7 @@ def make_gaussian_ensemble(config: DynamicsConfig, in_dim: int, out_dim: int,
         valid = jnp.arange(inputs.shape[0]) < size                   # (H,)
         n = jnp.maximum(valid.sum(), 1).astype(jnp.float32)
         masked_mean = lambda v: jnp.where(valid, v, 0.0).sum(-1) / n  # (E, H) -> (E,)
-        nll = masked_mean(((mean - y) ** 2 * jnp.exp(-2.0 * log_std) + 2.0 * log_std).mean(-1))
+        nll = masked_mean(gaussian_nll_terms(mean, log_std, y).mean(-1))
         mse = masked_mean((((mean - y) * state.target_norm.std) ** 2).mean(-1))
         return nll, mse
 
