@@ -376,7 +376,21 @@ ACTING_QUERIES = ("current", "window")
 ORACLE_CODES = ("multiplier", "standardized")
 BC_ERRORS = ("raw", "standardized")
 
-ALGOS = ("reda", "om_sac", "om_bc", "focal", "corro", "prompt_dt", "bc", "oracle")
+METHOD_BUILDERS = {
+    "reda": "reda_jax.algos.reda:reda_method",
+    "om_sac": "reda_jax.baselines.offline_meta:om_sac_method",
+    "om_bc": "reda_jax.baselines.offline_meta:om_bc_method",
+    "focal": "reda_jax.baselines.focal:focal_method",
+    "corro": "reda_jax.baselines.corro:corro_method",
+    "prompt_dt": "reda_jax.baselines.prompt_dt:prompt_dt_method",
+    "bc": "reda_jax.baselines.sanity:bc_method",
+    "oracle": "reda_jax.baselines.sanity:oracle_method",
+}
+"""The method registry: name -> 'module:builder', the builder (`reda_jax.methods.MethodInputs`
+-> `reda_jax.methods.Method`) imported only when a run uses it. Adding a method is one
+module with its builder and one line here."""
+
+ALGOS = tuple(METHOD_BUILDERS)
 """Methods; `bc` (behavior cloning without context) and `oracle` (stage 3's learner given the
 true task's multiplier instead of z) are the sanity floor and ceiling of every table."""
 
@@ -538,8 +552,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.num_seeds < 1:
             raise ValueError(f"num_seeds must be >= 1, got {self.num_seeds}")
-        if self.algo not in ALGOS:
-            raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(ALGOS)}")
+        if self.algo not in METHOD_BUILDERS:
+            raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(METHOD_BUILDERS)}")
         if self.num_checkpoints not in (1, 3, 5):
             raise ValueError(f"num_checkpoints must be 1, 3 or 5, got {self.num_checkpoints}")
 

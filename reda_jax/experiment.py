@@ -16,8 +16,8 @@ def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str
                  num_seeds: int | None = None, seed: int = 0, num_models: int | None = None,
                  lambda1: float | None = None, lambda2: float | None = None,
                  algo: str = "reda") -> configs.TrainConfig:
-    if algo not in configs.ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(configs.ALGOS)}")
+    if algo not in configs.METHOD_BUILDERS:
+        raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(configs.METHOD_BUILDERS)}")
     if algo != "reda" and (ablation != "none" or num_models is not None or lambda1 is not None
                            or lambda2 is not None):
         raise ValueError(f"--ablation, --num_models, --lambda1 and --lambda2 are ReDA's; "

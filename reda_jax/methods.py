@@ -18,20 +18,20 @@ functions of ONE seed, which `reda_jax.train.Trainer` vmaps over seeds and runs.
 
 Every context-based method reads the same K-token context windows (tokens (s_t, a_{t-1}))
 in training and in both evaluation protocols; Prompt-DT reads the window as its prompt.
+
+Each method is declared once, in its own module, by a builder `MethodInputs -> Method`
+(`reda_jax.algos.reda.reda_method`, `reda_jax.baselines.*`), and registered by name in
+`configs.METHOD_BUILDERS`; `make_method` looks it up.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from typing import Any, Callable, NamedTuple
 
-import jax
 import numpy as np
 
-from reda_jax.algos import meta as meta_lib
-from reda_jax.algos.reda import make_reda
-from reda_jax.configs import TrainConfig
-
-STAGE1_KINDS = ("dynamics", "generative")
-
+from reda_jax.configs import METHOD_BUILDERS, TrainConfig
 
 class Method(NamedTuple):
     """Pure functions of one seed (see the module doc). Absent stages are None.
@@ -77,11 +77,61 @@ class Method(NamedTuple):
     task_conditioned: bool = False
 
 
-def _no_frozen(_rep_state) -> dict:
+@dataclasses.dataclass(frozen=True)
+class MethodInputs:
+    """What a method's builder may read: the run's config, the task set's sizes and the
+    training data's statistics (`make_method`'s arguments)."""
+
+    config: TrainConfig
+    obs_dim: int
+    act_dim: int
+    num_tasks: int
+    termination_fn: Callable
+    steps_per_dynamics_epoch: int = 1
+    steps_per_reward_epoch: int = 1
+    delta_std: np.ndarray | None = None
+    state_stats: tuple[np.ndarray, np.ndarray] | None = None
+    action_std: np.ndarray | None = None
+    target_return: float | None = None
+    reward_range: tuple[float, float] | None = None
+    train_multipliers: tuple[float, ...] | None = None
+    simulator: Callable | None = None
+
+    @property
+    def window(self) -> int:
+        """K, the context window length every method and protocol reads."""
+        return self.config.encoder.window
+
+    def stage3_stats(self) -> dict:
+        """The data statistics stage 3's learner (`algos.meta.make_meta_learner`) takes."""
+        return dict(reward_range=self.reward_range, state_stats=self.state_stats,
+                    action_std=self.action_std)
+
+    def no_stages(self) -> dict:
+        """Method fields of a method with stage 3 only (a builder overrides what it has)."""
+        mcfg = self.config.meta
+        return dict(stage1=None, init_stage1=None, stage1_epoch=None, stage1_converged=None,
+                    stage1_epochs=0, init_representation=None, representation_epoch=None,
+                    representation_epochs=0, frozen_params=no_frozen, history=0,
+                    window=self.window, meta_data_kind="windows",
+                    meta_epochs=mcfg.num_epochs, eval_every=mcfg.eval_every)
+
+
+def no_frozen(_rep_state) -> dict:
     return {}
 
 
-def _prefixed(epoch_fn: Callable, prefix: str) -> Callable:
+def context_method(inputs: MethodInputs, name: str, learner, **fields) -> Method:
+    """A Method whose stage 3 is `learner` (an `algos.meta.MetaLearner`: SAC+BC or BC on the
+    encoded context); `fields` are its earlier stages (and any other Method field)."""
+    return Method(**{**inputs.no_stages(), **fields}, name=name, init_meta=learner.init,
+                  meta_epoch=learner.epoch,
+                  act_params=lambda ms: (ms.policy.actor_params, ms.encoder),
+                  act=lambda p, frozen, q, c, m: learner.act(p[0], frozen, p[1], q, c, m),
+                  encode=learner.encode, trainable_params=lambda ms: ms.encoder)
+
+
+def prefixed(epoch_fn: Callable, prefix: str) -> Callable:
     """epoch_fn with its metric names prefixed (the trainer's logs group them by prefix)."""
     def fn(*args):
         state, metrics = epoch_fn(*args)
@@ -111,121 +161,18 @@ def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 reward_range: tuple[float, float] | None = None,
                 train_multipliers: tuple[float, ...] | None = None,
                 simulator: Callable | None = None) -> Method:
-    """The Method of config.algo. delta_std (ds,): std of s' - s in the training data
-    (corro's noise negatives); state_stats (mean, std) of the training states: prompt_dt
-    and stage 3's normalize_states; action_std (da,) of the training actions: stage 3's
-    bc_error 'standardized'; target_return: prompt_dt;
+    """The Method of config.algo, from its registered builder. delta_std (ds,): std of
+    s' - s in the training data (corro's noise negatives); state_stats (mean, std) of the
+    training states: prompt_dt and stage 3's normalize_states; action_std (da,) of the
+    training actions: stage 3's bc_error 'standardized'; target_return: prompt_dt;
     reward_range (r_min, r_max) of the training data: stage 3's TD-target clip;
     train_multipliers (T,): the training tasks' multipliers (oracle);
     simulator: reda with representation.rollout_physics 'simulator' (`make_reda`)."""
-    algo, mcfg, ecfg = config.algo, config.meta, config.encoder
-    T, K = num_tasks, ecfg.window
-    empty = dict(stage1=None, init_stage1=None, stage1_epoch=None, stage1_converged=None,
-                 stage1_epochs=0, init_representation=None, representation_epoch=None,
-                 representation_epochs=0, frozen_params=_no_frozen, history=0, window=K,
-                 meta_data_kind="windows", meta_epochs=mcfg.num_epochs,
-                 eval_every=mcfg.eval_every)
-    meta_kw = dict(reward_range=reward_range, state_stats=state_stats, action_std=action_std)
-
-    def context_method(name, learner: meta_lib.MetaLearner, **stages) -> Method:
-        return Method(**{**empty, **stages}, name=name, init_meta=learner.init,
-                      meta_epoch=learner.epoch,
-                      act_params=lambda ms: (ms.policy.actor_params, ms.encoder),
-                      act=lambda p, frozen, q, c, m: learner.act(p[0], frozen, p[1], q, c, m),
-                      encode=learner.encode, trainable_params=lambda ms: ms.encoder)
-
-    if algo in ("reda", "om_sac", "om_bc"):
-        from reda_jax.algos.contrastive import make_encoder_learner
-        enc = make_encoder_learner(ecfg, obs_dim, act_dim)
-        if algo == "reda":
-            r = make_reda(config, obs_dim, act_dim, T, termination_fn, steps_per_dynamics_epoch,
-                          steps_per_reward_epoch, simulator)
-            learner = meta_lib.make_meta_learner(
-                mcfg, obs_dim, act_dim, T, K, ecfg.z_dim,
-                encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m), **meta_kw)
-            stage1 = {}
-            if config.representation.augmentation != "none":
-                stage1 = dict(stage1="dynamics", init_stage1=r.init_models,
-                              stage1_epoch=r.dynamics_epoch,
-                              stage1_converged=r.models_converged,
-                              stage1_epochs=config.dynamics.max_epochs)
-            return context_method(
-                "reda", learner, **stage1, init_representation=r.init_representation,
-                representation_epoch=r.representation_epoch,
-                representation_epochs=config.representation.num_epochs,
-                frozen_params=lambda rep: rep.encoder.params)
-        learner = meta_lib.make_meta_learner(
-            mcfg, obs_dim, act_dim, T, K, ecfg.z_dim,
-            encode=lambda frozen, trainable, q, t, m: enc.encode(trainable, q, t, m),
-            init_trainable=lambda key: enc.init(key).params, encoder_lr=ecfg.learning_rate,
-            objective="sac_bc" if algo == "om_sac" else "bc", **meta_kw)
-        return context_method(algo, learner)
-
-    if algo == "bc":
-        learner = meta_lib.make_meta_learner(mcfg, obs_dim, act_dim, T, K, 0,
-                                             encode=meta_lib.no_context, objective="bc",
-                                             **meta_kw)
-        return context_method("bc", learner)._replace(encode=None)
-
-    if algo == "oracle":
-        if train_multipliers is None or len(train_multipliers) != T:
-            raise ValueError(f"oracle needs the {T} training tasks' multipliers, got "
-                             f"{train_multipliers}")
-        feats = task_features(train_multipliers, train_multipliers, mcfg.oracle_code)
-        learner = meta_lib.make_meta_learner(mcfg, obs_dim, act_dim, T, K, feats.shape[1],
-                                             encode=meta_lib.no_context, task_features=feats,
-                                             **meta_kw)
-        return context_method("oracle", learner)._replace(
-            encode=None, task_conditioned=True,
-            act=lambda p, frozen, q, c, m, task: learner.act(p[0], frozen, p[1], q, c, m, task))
-
-    if algo == "focal":
-        from reda_jax.baselines.focal import make_focal
-        fcfg = config.focal
-        focal = make_focal(fcfg, obs_dim, act_dim, T, K)
-        learner = meta_lib.make_meta_learner(
-            mcfg, obs_dim, act_dim, T, K, fcfg.z_dim,
-            encode=lambda frozen, trainable, q, t, m: focal.encode(frozen, q, t, m), **meta_kw)
-        return context_method(
-            "focal", learner, init_representation=focal.init,
-            representation_epoch=_prefixed(
-                lambda s, _models, data, key: focal.epoch(s, data, key), "encoder/"),
-            representation_epochs=fcfg.num_epochs, frozen_params=focal.params)
-
-    if algo == "corro":
-        from reda_jax.baselines.corro import make_corro
-        ccfg = config.corro
-        if delta_std is None:
-            raise ValueError("corro needs delta_std, the per-dimension std of s' - s")
-        corro = make_corro(ccfg, obs_dim, act_dim, T, K, delta_std)
-        learner = meta_lib.make_meta_learner(
-            mcfg, obs_dim, act_dim, T, K, ccfg.z_dim, encode=corro.encode,
-            init_trainable=corro.init_aggregator, encoder_lr=ccfg.learning_rate, **meta_kw)
-        return context_method(
-            "corro", learner, stage1="generative",
-            init_stage1=lambda key, _data: corro.init_generative(key),
-            stage1_epoch=_prefixed(corro.generative_epoch, "generative/"),
-            stage1_converged=lambda _s: jax.numpy.asarray(False),
-            stage1_epochs=ccfg.cvae_epochs, init_representation=corro.init,
-            representation_epoch=_prefixed(lambda s, cvae, data, key: corro.epoch(
-                s, cvae.params, data, key), "encoder/"),
-            representation_epochs=ccfg.num_epochs, frozen_params=corro.params)
-
-    if algo == "prompt_dt":
-        from reda_jax.baselines.prompt_dt import make_prompt_dt
-        if state_stats is None or target_return is None:
-            raise ValueError("prompt_dt needs state_stats and target_return")
-        pcfg = config.prompt_dt
-        dt = make_prompt_dt(pcfg, obs_dim, act_dim, T, K, state_stats[0], state_stats[1],
-                            target_return)
-        return Method(**{**empty, "meta_epochs": pcfg.num_epochs,
-                         "eval_every": pcfg.eval_every, "history": pcfg.history,
-                         "meta_data_kind": "dt"},
-                      name="prompt_dt", init_meta=dt.init,
-                      meta_epoch=_prefixed(lambda s, _frozen, data, key: dt.epoch(s, data, key),
-                                           "meta/"),
-                      act_params=lambda s: s.params,
-                      act=lambda p, _frozen, q, c, m, hist: dt.act(p, q, c, m, hist),
-                      encode=None, trainable_params=lambda _s: {})
-
-    raise ValueError(f"unknown algo {algo!r}")
+    if config.algo not in METHOD_BUILDERS:
+        raise ValueError(f"unknown algo {config.algo!r}")
+    module, builder = METHOD_BUILDERS[config.algo].split(":")
+    inputs = MethodInputs(config, obs_dim, act_dim, num_tasks, termination_fn,
+                          steps_per_dynamics_epoch, steps_per_reward_epoch, delta_std,
+                          state_stats, action_std, target_return, reward_range,
+                          train_multipliers, simulator)
+    return getattr(importlib.import_module(module), builder)(inputs)

@@ -495,49 +495,74 @@ class Trainer:
         self.metrics.write(stage, epoch, seeds)
         return seeds
 
+    def _run_stage(self, stage: str, desc: str, clock: str, state, num_epochs: int,
+                   epoch_fn: Callable, converged: Callable | None = None,
+                   restored: Callable | None = None, after_epoch: Callable | None = None,
+                   return_epoch: bool = False):
+        """The loop every stage shares. Restores `state` (the stage's initial state, seeds
+        leading) from the stage's newest checkpoint, cuts the logs back to it and calls
+        restored(epoch, done); then, until epoch == num_epochs or converged(state):
+        epoch_fn(state, epoch) -> (state, metrics) for epoch 1, 2, ..., the NaN guard and
+        metrics.csv (`_epoch_done`), wall time under timing[clock], after_epoch(state,
+        epoch, done, per-seed metrics) -> progress-bar postfix or None (its own time is its
+        own to count), the checkpoint and the epoch budget (`_spend`). Returns the final
+        state (and the last epoch with return_epoch)."""
+        store = self._store(stage)
+        state, epoch, done = store.restore(state)
+        state = shard_seeds(state, self.num_seeds)
+        self._cut_logs(stage, epoch, done)
+        if restored is not None:
+            restored(epoch, done)
+        bar = self._bar(num_epochs, epoch, desc)
+        t0 = time.time()
+        while not done:
+            epoch += 1
+            state, metrics = epoch_fn(state, epoch)
+            seeds = self._epoch_done(stage, epoch, metrics)
+            done = epoch >= num_epochs or (converged is not None and converged(state))
+            self._clock(clock, t0)
+            postfix = after_epoch(state, epoch, done, seeds) if after_epoch else None
+            t0 = time.time()
+            self._spend(store, epoch, state, done)
+            bar.update(1)
+            if postfix:
+                bar.set_postfix(postfix, refresh=False)
+        bar.close()
+        return (state, epoch) if return_epoch else state
+
     # ------------------------------------------------------------------ stages
     def train_stage1(self):
         """Stage 1 ('dynamics' directory): ReDA's models or CORRO's CVAE."""
         m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 1)
         state = jax.jit(jax.vmap(m.init_stage1, in_axes=(0, None)))(keys, self.stage1_data)
-        store = self._store("dynamics")
-        state, epoch, done = store.restore(state)
-        state = shard_seeds(state, self.num_seeds)
-        self._cut_logs("dynamics", epoch, done)
-        desc = "stage 1: dynamics" if m.stage1 == "dynamics" else "stage 1: generative model"
-        bar = self._bar(m.stage1_epochs, epoch, desc)
         converged = jax.jit(jax.vmap(m.stage1_converged))
-        t0 = time.time()
-        while not done:
-            epoch += 1
-            state, metrics = self._stage1_epoch(state, self.stage1_data, epoch_keys(keys, epoch))
-            seeds = self._epoch_done("dynamics", epoch, metrics)
-            done = bool(np.all(converged(state))) or epoch >= m.stage1_epochs
-            t0 = self._clock("stage1_s", t0)
-            self._spend(store, epoch, state, done)
-            bar.update(1)
+
+        def epoch_fn(state, epoch):
+            return self._stage1_epoch(state, self.stage1_data, epoch_keys(keys, epoch))
+
+        def postfix(state, epoch, done, seeds):
             key = "dynamics/holdout_mse" if "dynamics/holdout_mse" in seeds else next(iter(seeds))
-            bar.set_postfix({key.split("/")[-1]: f"{seeds[key].mean():.4g}"}, refresh=False)
-        bar.close()
-        return state
+            return {key.split("/")[-1]: f"{seeds[key].mean():.4g}"}
+
+        desc = "stage 1: dynamics" if m.stage1 == "dynamics" else "stage 1: generative model"
+        return self._run_stage("dynamics", desc, "stage1_s", state, m.stage1_epochs, epoch_fn,
+                               converged=lambda s: bool(np.all(converged(s))),
+                               after_epoch=postfix)
 
     def train_representation(self, stage1_state):
         m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 2)
         state = jax.jit(jax.vmap(m.init_representation))(keys)
-        store = self._store("representation")
-        state, epoch, done = store.restore(state)
-        state = shard_seeds(state, self.num_seeds)
-        self._cut_logs("representation", epoch, done)
-        if not done and callable(stage1_state):
-            stage1_state = stage1_state()
-        bar = self._bar(m.representation_epochs, epoch, "stage 2: representation")
         acc_keys = seed_keys(self.config.seed, self.num_seeds, 4)
         final_encoder = not self.trains_encoder_in_meta()
-        t0 = time.time()
-        while not done:
-            epoch += 1
+
+        def restored(epoch, done):   # stage 1 is built (or restored) only if still needed
+            nonlocal stage1_state
+            if not done and callable(stage1_state):
+                stage1_state = stage1_state()
+
+        def epoch_fn(state, epoch):
             state, metrics = self._rep_epoch(state, stage1_state, self.data.train,
                                              epoch_keys(keys, epoch))
             if final_encoder:  # the encoder is final: its accuracies are meaningful now
@@ -545,15 +570,15 @@ class Trainer:
                                      self.data.train, self.data.test_train_tasks,
                                      epoch_keys(acc_keys, epoch))
                 metrics = {**metrics, **{f"encoder/{k}": v for k, v in acc.items()}}
-            seeds = self._epoch_done("representation", epoch, metrics)
-            done = epoch >= m.representation_epochs
-            t0 = self._clock("representation_s", t0)
-            self._spend(store, epoch, state, done)
-            bar.update(1)
-            bar.set_postfix({k.split("/")[-1]: f"{v.mean():.3f}" for k, v in seeds.items()
-                             if k.endswith(("/loss", "test_task_id_accuracy"))}, refresh=False)
-        bar.close()
-        return state
+            return state, metrics
+
+        def postfix(state, epoch, done, seeds):
+            return {k.split("/")[-1]: f"{v.mean():.3f}" for k, v in seeds.items()
+                    if k.endswith(("/loss", "test_task_id_accuracy"))}
+
+        return self._run_stage("representation", "stage 2: representation",
+                               "representation_s", state, m.representation_epochs, epoch_fn,
+                               restored=restored, after_epoch=postfix)
 
     def trains_encoder_in_meta(self) -> bool:
         """Whether stage 3 trains encoder parameters too (om_sac, om_bc, corro's E2)."""
@@ -680,29 +705,24 @@ class Trainer:
         m = self.method
         keys = seed_keys(self.config.seed, self.num_seeds, 3)
         state = jax.jit(jax.vmap(m.init_meta))(keys)
-        store = self._store("meta_policy")
-        state, epoch, done = store.restore(state)
-        state = shard_seeds(state, self.num_seeds)
-        self._cut_logs("meta_policy", epoch, done)
-        _truncate_jsonl(self.workdir / "eval_history.jsonl", epoch)
-        bar = self._bar(m.meta_epochs, epoch, "stage 3: meta-policy")
-        t0 = time.time()
-        while not done:
-            epoch += 1
-            state, metrics = self._meta_epoch(state, frozen, self.meta_data,
-                                              epoch_keys(keys, epoch))
-            self._epoch_done("meta_policy", epoch, metrics)
-            done = epoch >= m.meta_epochs
-            if epoch % m.eval_every == 0 or done:
-                t0 = self._clock("meta_policy_s", t0)
-                summary = self.evaluate(state, frozen, epoch)
-                t0 = self._clock("evaluation_s", t0)
-                bar.set_postfix(on=f"{summary['on_policy']['mean_return']:.0f}",
-                                off=f"{summary['off_policy']['mean_return']:.0f}", refresh=False)
-            t0 = self._clock("meta_policy_s", t0)
-            self._spend(store, epoch, state, done)
-            bar.update(1)
-        bar.close()
+        history_path = self.workdir / "eval_history.jsonl"
+
+        def epoch_fn(state, epoch):
+            return self._meta_epoch(state, frozen, self.meta_data, epoch_keys(keys, epoch))
+
+        def evaluate(state, epoch, done, seeds):
+            if epoch % m.eval_every and not done:
+                return None
+            since = time.time()
+            summary = self.evaluate(state, frozen, epoch)
+            self._clock("evaluation_s", since)
+            return {"on": f"{summary['on_policy']['mean_return']:.0f}",
+                    "off": f"{summary['off_policy']['mean_return']:.0f}"}
+
+        state, epoch = self._run_stage(
+            "meta_policy", "stage 3: meta-policy", "meta_policy_s", state, m.meta_epochs,
+            epoch_fn, restored=lambda epoch, done: _truncate_jsonl(history_path, epoch),
+            after_epoch=evaluate, return_epoch=True)
         history = _read_jsonl(self.workdir / "eval_history.jsonl")
         if not history or history[-1]["epoch"] != epoch:
             self.log(f"warning: {self.workdir / 'eval_history.jsonl'} lacks the final epoch "

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -16,6 +17,20 @@ from reda_jax.train import NonFiniteError, Preempted, Trainer, check_finite, mak
     seed_keys
 
 TASK_SET = "hopper-gravity"
+SMOKE_PINS = json.loads((Path(__file__).parent / "data" / "smoke_pins.json").read_text())["pins"]
+
+
+def assert_smoke_pins(algo: str, workdir) -> None:
+    """The losses of every stage's first epoch (seed 0) of `algo`'s smoke run against the
+    values recorded before the issue-12 refactor (tests/data/smoke_pins.json). A changed key
+    schedule, batch, wiring or loss moves them by far more than the 2% allowed for
+    floating-point differences between CPUs."""
+    got = {f"{r['stage']}:{r['metric']}": float(r["value"]) for r in read_metrics(workdir)
+           if int(r["epoch"]) == 1 and int(r["seed"]) == 0}
+    want = SMOKE_PINS[algo]
+    assert set(want) <= set(got), sorted(set(want) - set(got))
+    np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=2e-2,
+                               atol=1e-4, err_msg=f"{algo}: {list(want)}")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +51,7 @@ def _trainer(smoke_data, workdir, **kw):
 @pytest.mark.timeout(900)
 def test_killed_run_resumes_to_the_same_result(smoke_data, tmp_path):
     full = _trainer(smoke_data, tmp_path / "full").run()
+    assert_smoke_pins("reda", tmp_path / "full")
     # Stop every 2 epochs (mid-stage and across stage boundaries), resuming each time.
     resumed_dir = tmp_path / "resumed"
     restarts = 0
@@ -154,6 +170,7 @@ def test_every_baseline_runs_its_own_stages_and_writes_its_results(smoke_data, t
     results = trainer.run()
     stages, has_z = BASELINE_STAGES[algo]
     rows = read_metrics(tmp_path)
+    assert_smoke_pins(algo, tmp_path)
     assert {r["stage"] for r in rows} == stages
     assert results["method"] == algo
     for protocol in ("on_policy", "off_policy"):

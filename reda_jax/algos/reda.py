@@ -29,6 +29,7 @@ from reda_jax.algos.sac import SACState, make_sac
 from reda_jax.configs import TrainConfig
 from reda_jax.data import ring
 from reda_jax.data.context import DeviceDataset, sample_task_windows
+from reda_jax.methods import Method, MethodInputs, context_method
 from reda_jax.types import Transitions
 
 
@@ -363,3 +364,29 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                 models_converged=models_converged, init_representation=init_representation,
                 representation_epoch=representation_epoch, encode_windows=encode_windows,
                 task_models=task_models, reward_fns=rew, encoder=enc, adversary=adv)
+
+
+def reda_method(inputs: MethodInputs) -> Method:
+    """ReDA as a `Method` (registered in `configs.METHOD_BUILDERS`): stage 1 the task
+    models (skipped by w/o model, whose stage 2 has no rollouts), stage 2 the adversarial
+    augmentation and InfoNCE, stage 3 SAC+BC with the encoder fixed."""
+    from reda_jax.algos import meta as meta_lib
+    config = inputs.config
+    enc = contrastive.make_encoder_learner(config.encoder, inputs.obs_dim, inputs.act_dim)
+    r = make_reda(config, inputs.obs_dim, inputs.act_dim, inputs.num_tasks,
+                  inputs.termination_fn, inputs.steps_per_dynamics_epoch,
+                  inputs.steps_per_reward_epoch, inputs.simulator)
+    learner = meta_lib.make_meta_learner(
+        config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
+        config.encoder.z_dim, encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m),
+        **inputs.stage3_stats())
+    stage1 = {}
+    if config.representation.augmentation != "none":
+        stage1 = dict(stage1="dynamics", init_stage1=r.init_models, stage1_epoch=r.dynamics_epoch,
+                      stage1_converged=r.models_converged,
+                      stage1_epochs=config.dynamics.max_epochs)
+    return context_method(inputs, "reda", learner, **stage1,
+                          init_representation=r.init_representation,
+                          representation_epoch=r.representation_epoch,
+                          representation_epochs=config.representation.num_epochs,
+                          frozen_params=lambda rep: rep.encoder.params)

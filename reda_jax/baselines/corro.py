@@ -28,6 +28,7 @@ import optax
 
 from reda_jax.configs import CorroConfig
 from reda_jax.data.context import DeviceDataset
+from reda_jax.methods import Method, MethodInputs, context_method, prefixed
 from reda_jax.networks.transition_encoder import AttentionAggregator, RlkitMLP, TransitionMLP, \
     transitions_from_tokens
 from reda_jax.optim import apply_gradients
@@ -289,3 +290,27 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
                  init_aggregator=init_aggregator, encode=encode,
                  params=lambda state: state.params, negatives=negatives, e1=e1, e2=e2,
                  cvae=cvae)
+
+
+def corro_method(inputs: MethodInputs) -> Method:
+    """CORRO as a `Method` (registered in `configs.METHOD_BUILDERS`): stage 1 the CVAE
+    (negative generator), stage 2 E1's InfoNCE, stage 3 SAC+BC with E2 trained by the
+    critics."""
+    from reda_jax.algos import meta as meta_lib
+    ccfg, T, K = inputs.config.corro, inputs.num_tasks, inputs.window
+    if inputs.delta_std is None:
+        raise ValueError("corro needs delta_std, the per-dimension std of s' - s")
+    corro = make_corro(ccfg, inputs.obs_dim, inputs.act_dim, T, K, inputs.delta_std)
+    learner = meta_lib.make_meta_learner(
+        inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, ccfg.z_dim,
+        encode=corro.encode, init_trainable=corro.init_aggregator,
+        encoder_lr=ccfg.learning_rate, **inputs.stage3_stats())
+    return context_method(
+        inputs, "corro", learner, stage1="generative",
+        init_stage1=lambda key, _data: corro.init_generative(key),
+        stage1_epoch=prefixed(corro.generative_epoch, "generative/"),
+        stage1_converged=lambda _s: jnp.asarray(False),
+        stage1_epochs=ccfg.cvae_epochs, init_representation=corro.init,
+        representation_epoch=prefixed(lambda s, cvae, data, key: corro.epoch(
+            s, cvae.params, data, key), "encoder/"),
+        representation_epochs=ccfg.num_epochs, frozen_params=corro.params)

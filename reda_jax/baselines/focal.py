@@ -27,6 +27,7 @@ import optax
 from reda_jax.algos import contrastive
 from reda_jax.configs import FocalConfig
 from reda_jax.data.context import DeviceDataset, sample_task_windows
+from reda_jax.methods import Method, MethodInputs, context_method, prefixed
 from reda_jax.networks.transition_encoder import TransitionMLP, masked_mean, \
     transitions_from_tokens
 from reda_jax.optim import apply_gradients
@@ -160,3 +161,20 @@ def make_focal(config: FocalConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
     return Focal(init=init, encode=encode, update=update, epoch=epoch,
                  params=lambda state: state.params, module=module)
+
+
+def focal_method(inputs: MethodInputs) -> Method:
+    """FOCAL as a `Method` (registered in `configs.METHOD_BUILDERS`): stage 2 the
+    distance-metric encoder, stage 3 SAC+BC with it fixed (paper B.4)."""
+    from reda_jax.algos import meta as meta_lib
+    fcfg, T, K = inputs.config.focal, inputs.num_tasks, inputs.window
+    focal = make_focal(fcfg, inputs.obs_dim, inputs.act_dim, T, K)
+    learner = meta_lib.make_meta_learner(
+        inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, fcfg.z_dim,
+        encode=lambda frozen, trainable, q, t, m: focal.encode(frozen, q, t, m),
+        **inputs.stage3_stats())
+    return context_method(
+        inputs, "focal", learner, init_representation=focal.init,
+        representation_epoch=prefixed(lambda s, _models, data, key: focal.epoch(s, data, key),
+                                      "encoder/"),
+        representation_epochs=fcfg.num_epochs, frozen_params=focal.params)

@@ -51,6 +51,7 @@ import optax
 from reda_jax.configs import PromptDTConfig
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
                                    stack_datasets, take_window, window_rows)
+from reda_jax.methods import Method, MethodInputs, prefixed
 from reda_jax.optim import apply_gradients
 from reda_jax.types import History, TrainState, Transitions
 
@@ -390,3 +391,22 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
 
     return PromptDT(init=init, update=update, epoch=epoch, act=act, predict=predict, loss=loss,
                     sample_batch=sample_batch, module=module)
+
+
+def prompt_dt_method(inputs: MethodInputs) -> Method:
+    """Prompt-DT as a `Method` (registered in `configs.METHOD_BUILDERS`): stage 3 only, on
+    `make_dt_data`'s sequences; acting reads the episode's own history."""
+    if inputs.state_stats is None or inputs.target_return is None:
+        raise ValueError("prompt_dt needs state_stats and target_return")
+    pcfg = inputs.config.prompt_dt
+    dt = make_prompt_dt(pcfg, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
+                        inputs.state_stats[0], inputs.state_stats[1], inputs.target_return)
+    return Method(**{**inputs.no_stages(), "meta_epochs": pcfg.num_epochs,
+                     "eval_every": pcfg.eval_every, "history": pcfg.history,
+                     "meta_data_kind": "dt"},
+                  name="prompt_dt", init_meta=dt.init,
+                  meta_epoch=prefixed(lambda s, _frozen, data, key: dt.epoch(s, data, key),
+                                      "meta/"),
+                  act_params=lambda s: s.params,
+                  act=lambda p, _frozen, q, c, m, hist: dt.act(p, q, c, m, hist),
+                  encode=None, trainable_params=lambda _s: {})
