@@ -281,7 +281,7 @@ def run_check(sizes: Sizes, task_set_name: str, out_dir: str, budget_s: float) -
         seeds = max(trainers)
         tr, progs = trainers[seeds]
         params = (tr.method.act_params(progs[2].state), progs[1].state.encoder.params)
-        act_fn = lambda p, q, c, m: tr._act(p[0], p[1], q, c, m)
+        act_fn = lambda p, q, c, m: tr.act_fn(p[0], p[1], q, c, m)
         res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
                                  tr.config.encoder.window, "on_policy", sizes.eval_episodes,
                                  0, max_steps=sizes.eval_max_steps)

@@ -97,12 +97,12 @@ def stage_programs(task_set, config, data, workdir: str) -> tuple[list[StageProg
     rep = jax.jit(jax.vmap(r.init_representation))(k2)
     meta = jax.jit(jax.vmap(r.init_meta))(k3)
     specs = [
-        ("dynamics epoch", tr._stage1_epoch, jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
+        ("dynamics epoch", tr.stage1_epoch_fn, jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
          lambda s: (s, tr.stage1_data, epoch_keys(k1, 1)), models, tr.reda_steps["dynamics"]),
-        ("representation epoch", tr._rep_epoch,
+        ("representation epoch", tr.representation_epoch_fn,
          jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)),
          lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None),
-        ("meta-policy epoch", tr._meta_epoch, jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)),
+        ("meta-policy epoch", tr.meta_epoch_fn, jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)),
          lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
          config.meta.updates_per_epoch),
     ]

@@ -201,7 +201,7 @@ def prototype_returns(trainer, config, num_windows: int = 1000) -> dict[str, lis
         result = protocols.evaluate(
             tasks, act, (actor_params, protos[:, t]), trainer.num_seeds, method.window,
             "on_policy", config.eval.num_episodes, config.eval.seed,
-            max_steps=config.eval.max_steps, simulators=trainer._simulators)
+            max_steps=config.eval.max_steps, simulators=trainer.simulators)
         summary = protocols.summarize(result)
         for name in (x.name for x in tasks):
             out[f"proto_{task.name}@{name}"] = summary["tasks"][name]["per_seed"]

@@ -386,20 +386,22 @@ class Trainer:
         self.timing: dict[str, float] = _read_timing(self.workdir)
         self.num_seeds = config.num_seeds
         m = self.method
+        # The method's epoch functions and policy, vmapped over seeds and jitted (public:
+        # experiments/harness.py and the benchmarks time exactly what a run executes).
         if m.stage1 is not None:
-            self._stage1_epoch = jax.jit(jax.vmap(m.stage1_epoch, in_axes=(0, None, 0)),
-                                         donate_argnums=0)
+            self.stage1_epoch_fn = jax.jit(jax.vmap(m.stage1_epoch, in_axes=(0, None, 0)),
+                                           donate_argnums=0)
         if m.init_representation is not None:
-            self._rep_epoch = jax.jit(jax.vmap(m.representation_epoch, in_axes=(0, 0, None, 0)),
-                                      donate_argnums=0)
-        self._meta_epoch = jax.jit(jax.vmap(m.meta_epoch, in_axes=(0, 0, None, 0)),
-                                   donate_argnums=0)
+            self.representation_epoch_fn = jax.jit(
+                jax.vmap(m.representation_epoch, in_axes=(0, 0, None, 0)), donate_argnums=0)
+        self.meta_epoch_fn = jax.jit(jax.vmap(m.meta_epoch, in_axes=(0, 0, None, 0)),
+                                     donate_argnums=0)
         if m.encode is not None:
             self._accuracy = jax.jit(jax.vmap(self._encoder_accuracy,
                                               in_axes=(0, 0, None, None, 0)))
             self._embed = jax.jit(jax.vmap(self._embeddings, in_axes=(0, 0, None, 0)))
-        self._act = jax.jit(jax.vmap(m.act))
-        self._simulators = None   # protocols.make_simulators, on the first evaluation
+        self.act_fn = jax.jit(jax.vmap(m.act))
+        self.simulators = None   # protocols.make_simulators, on the first evaluation
 
     @property
     def final_params(self) -> tuple[Any, Any]:
@@ -539,7 +541,7 @@ class Trainer:
         converged = jax.jit(jax.vmap(m.stage1_converged))
 
         def epoch_fn(state, epoch):
-            return self._stage1_epoch(state, self.stage1_data, epoch_keys(keys, epoch))
+            return self.stage1_epoch_fn(state, self.stage1_data, epoch_keys(keys, epoch))
 
         def postfix(state, epoch, done, seeds):
             key = "dynamics/holdout_mse" if "dynamics/holdout_mse" in seeds else next(iter(seeds))
@@ -563,8 +565,8 @@ class Trainer:
                 stage1_state = stage1_state()
 
         def epoch_fn(state, epoch):
-            state, metrics = self._rep_epoch(state, stage1_state, self.data.train,
-                                             epoch_keys(keys, epoch))
+            state, metrics = self.representation_epoch_fn(state, stage1_state, self.data.train,
+                                                          epoch_keys(keys, epoch))
             if final_encoder:  # the encoder is final: its accuracies are meaningful now
                 acc = self._accuracy(m.frozen_params(state), {},
                                      self.data.train, self.data.test_train_tasks,
@@ -676,20 +678,20 @@ class Trainer:
         unseen-checkpoint data)."""
         ecfg = self.config.eval
         params = (self.method.act_params(meta_state), frozen)  # only what acting reads
-        act_fn = lambda p, *args, **kw: self._act(p[0], p[1], *args, **kw)
+        act_fn = lambda p, *args, **kw: self.act_fn(p[0], p[1], *args, **kw)
         tasks = self.data.task_set.all_tasks
         feats = task_features([t.multiplier for t in tasks],
                               [t.multiplier for t in self.data.task_set.train_tasks],
                               self.config.meta.oracle_code) \
             if self.method.task_conditioned else None
-        if self._simulators is None:   # made once: the same tasks and sizes every time
-            self._simulators = protocols.make_simulators(tasks, self.num_seeds,
+        if self.simulators is None:   # made once: the same tasks and sizes every time
+            self.simulators = protocols.make_simulators(tasks, self.num_seeds,
                                                          ecfg.num_episodes)
         result = protocols.evaluate(
             tasks, act_fn, params, self.num_seeds, self.method.window, protocol,
             ecfg.num_episodes, ecfg.seed, max_steps=ecfg.max_steps,
             context_data=self.data.contexts if contexts is None else contexts,
-            history=self.method.history, task_features=feats, simulators=self._simulators)
+            history=self.method.history, task_features=feats, simulators=self.simulators)
         return protocols.summarize(
             result, train_task_names=[t.name for t in self.data.task_set.train_tasks])
 
@@ -708,7 +710,7 @@ class Trainer:
         history_path = self.workdir / "eval_history.jsonl"
 
         def epoch_fn(state, epoch):
-            return self._meta_epoch(state, frozen, self.meta_data, epoch_keys(keys, epoch))
+            return self.meta_epoch_fn(state, frozen, self.meta_data, epoch_keys(keys, epoch))
 
         def evaluate(state, epoch, done, seeds):
             if epoch % m.eval_every and not done:

@@ -378,7 +378,8 @@ def reda_method(inputs: MethodInputs) -> Method:
                   inputs.steps_per_reward_epoch, inputs.simulator)
     learner = meta_lib.make_meta_learner(
         config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
-        config.encoder.z_dim, encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m),
+        config.encoder.z_dim,
+        encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m),
         **inputs.stage3_stats())
     stage1 = {}
     if config.representation.augmentation != "none":
