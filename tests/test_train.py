@@ -1,5 +1,6 @@
 """The training loop and app: end to end on smoke data, exact resume, reuse of stages,
 the NaN guard and the error messages."""
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -10,9 +11,12 @@ import jax
 import numpy as np
 import pytest
 
+from reda_jax import configs
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.envs.tasks import get_task_set
+from reda_jax.methods import make_method
 from reda_jax.metrics_log import read_metrics
+from reda_jax.run_info import prepare_run_dir
 from reda_jax.train import NonFiniteError, Preempted, Trainer, check_finite, make_train_data, \
     seed_keys
 
@@ -41,8 +45,6 @@ def smoke_data(tmp_path_factory):
 
 def _trainer(smoke_data, workdir, **kw):
     config = build_config(TASK_SET, "smoke", 1)
-    from reda_jax.run_info import prepare_run_dir
-    from reda_jax import configs
     prepare_run_dir(workdir, {"train": configs.to_dict(config)})
     data = make_train_data(get_task_set(TASK_SET), *smoke_data)
     return Trainer(config, data, workdir, show_progress=False, log=lambda _: None, **kw)
@@ -98,8 +100,6 @@ def test_nan_in_training_stops_the_run_with_a_named_quantity(smoke_data, tmp_pat
     train[name]["rewards"] = train[name]["rewards"].copy()
     train[name]["rewards"][:] = 1e38  # finite data whose squares overflow in the losses
     config = build_config(TASK_SET, "smoke", 1, ablation="wo_model")
-    from reda_jax import configs
-    from reda_jax.run_info import prepare_run_dir
     prepare_run_dir(tmp_path, {"train": configs.to_dict(config)})
     trainer = Trainer(config, make_train_data(get_task_set(TASK_SET), train, test), tmp_path,
                       show_progress=False)
@@ -161,8 +161,6 @@ BASELINE_STAGES = {
 @pytest.mark.parametrize("algo", sorted(BASELINE_STAGES))
 def test_every_baseline_runs_its_own_stages_and_writes_its_results(smoke_data, tmp_path, algo):
     config = build_config(TASK_SET, "smoke", 1, algo=algo)
-    from reda_jax import configs
-    from reda_jax.run_info import prepare_run_dir
     prepare_run_dir(tmp_path, {"train": configs.to_dict(config)})
     task_set = get_task_set(TASK_SET)
     trainer = Trainer(config, make_train_data(task_set, *smoke_data), tmp_path,
@@ -197,7 +195,6 @@ def test_a_field_added_after_a_run_keeps_it_resumable_only_at_the_behaviour_it_r
     # is no difference (resumable); at the new default it is, and so is any change of a
     # field both configs have. A field added at the behaviour it kept (actor_entropy)
     # follows its default.
-    from reda_jax import configs
     current = json.loads(json.dumps(configs.to_dict(configs.TrainConfig())))
     assert current["meta"]["acting_query"] == "window"
     old = json.loads(json.dumps(current))
@@ -221,7 +218,6 @@ def test_method_data_stats_pool_the_tasks_and_reach_the_learner():
     """action_std is the std of every training task's actions pooled (not per task, not of
     the states), and make_method hands it to stage 3's standardised BC error."""
     import dataclasses
-    from reda_jax.methods import make_method
     from reda_jax.train import method_data_stats
     rng = np.random.default_rng(0)
     arrays = [{"observations": rng.normal(m, 1.0, (50, 3)).astype(np.float32),
@@ -238,3 +234,36 @@ def test_method_data_stats_pool_the_tasks_and_reach_the_learner():
     make_method(config, 3, 2, 2, **kw, **stats)        # builds with the stats it needs
     with pytest.raises(ValueError, match="action_std"):
         make_method(config, 3, 2, 2, **kw, state_stats=stats["state_stats"])
+
+
+def test_a_method_added_by_one_module_and_one_registry_line_trains_end_to_end(
+        smoke_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(configs.METHOD_BUILDERS, "toy", "tests.toy_method:toy_method")
+    from tests.toy_method import data_mean_action
+    config = dataclasses.replace(configs.train_preset("smoke", TASK_SET), algo="toy")
+    task_set = get_task_set(TASK_SET)
+    data = make_train_data(task_set, *smoke_data)
+    method = make_method(config, task_set.obs_dim, task_set.act_dim,
+                         len(task_set.train_tasks), task_set.termination_fn)
+    assert method.name == "toy" and method.stage1 is None and method.encode is None
+    run = tmp_path / "run"
+    prepare_run_dir(run, {"train": configs.to_dict(config)})
+    trainer = Trainer(config, data, run, show_progress=False, log=lambda _: None)
+    results = trainer.run()
+    assert results["method"] == "toy"
+    gaps = [float(r["value"]) for r in read_metrics(run) if r["metric"] == "meta/gap"
+            and int(r["seed"]) == 0]
+    assert len(gaps) == config.meta.num_epochs
+    # Each epoch halves the pre-tanh distance to the data's mean action (first gap: half of
+    # |arctanh(mean)|), and the acting policy plays that action.
+    target = np.arctanh(np.clip(np.asarray(data_mean_action(data.train)), -0.99, 0.99))
+    np.testing.assert_allclose(gaps[0], 0.5 * np.abs(target).max(), rtol=1e-5)
+    np.testing.assert_allclose(gaps[1], 0.25 * np.abs(target).max(), rtol=1e-5)
+    meta_state, _ = trainer.final_state
+    np.testing.assert_allclose(np.asarray(meta_state.pre_tanh[0]),
+                               target * (1 - 0.5 ** config.meta.num_epochs), rtol=1e-5)
+    for protocol in configs.PROTOCOLS:
+        per_task = results["protocols"][protocol]["tasks"]
+        assert set(per_task) == {t.name for t in task_set.all_tasks}
+        assert all(np.isfinite(v["per_seed"]).all() for v in per_task.values())
+    assert jax.tree.leaves(method.trainable_params(meta_state)) == []
