@@ -12,12 +12,12 @@ import json
 import numpy as np
 from absl import app, flags
 
-from reda_jax import configs
+from reda_jax import presets
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
 from reda_jax.eval.behavior import behavior_returns
 
 _TASK_SET = flags.DEFINE_enum("task_set", "hopper-gravity", sorted(TASK_SETS), "Task set.")
-_PRESET = flags.DEFINE_enum("preset", "mini", list(configs.PRESETS), "Size preset.")
+_PRESET = flags.DEFINE_enum("preset", "mini", list(presets.PRESETS), "Size preset.")
 _CHECKPOINTS = flags.DEFINE_enum("checkpoints", "1", ["1", "3", "5"],
                                  "Training checkpoint group (its size).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
@@ -28,8 +28,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     task_set = get_task_set(_TASK_SET.value)
-    collect = configs.collect_preset(_PRESET.value, _TASK_SET.value)
-    evaluation = configs.train_preset(_PRESET.value, _TASK_SET.value).eval
+    collect = presets.collect_preset(_PRESET.value, _TASK_SET.value)
+    evaluation = presets.train_preset(_PRESET.value, _TASK_SET.value).eval
     group = next(g for g in collect.checkpoint_groups if len(g) == int(_CHECKPOINTS.value))
     data_dir = _DATA_DIR.value or f"runs/data/{_PRESET.value}/{_TASK_SET.value}"
     train = [i for i, t in enumerate(task_set.all_tasks) if t in task_set.train_tasks]

@@ -260,7 +260,7 @@ def bench_eval(task_set) -> None:
     data), 1 and 5 seeds x all tasks x 5 episodes, vs the bare simulator."""
     import tempfile
 
-    from reda_jax.configs import train_preset
+    from reda_jax.presets import train_preset
     from reda_jax.train import Trainer, seed_keys
 
     print("[eval] evaluation env steps/s vs the bare simulator (mini preset's ReDA policy, "
@@ -286,7 +286,7 @@ def bench_reda(task_set) -> None:
     import resource
     import tempfile
 
-    from reda_jax.configs import train_preset
+    from reda_jax.presets import train_preset
 
     print(f"[reda] stage epochs of the mini preset (synthetic data of the task set's shapes), "
           f"{_REPEATS.value} interleaved rounds")

@@ -14,7 +14,7 @@ import collections
 
 from absl import flags
 
-from reda_jax import configs
+from reda_jax import presets
 from reda_jax.behavior.collect import read_returns, run_collection
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.run_info import quiet_logs
@@ -22,7 +22,7 @@ from reda_jax.validate import InputError, at_least, run_app, writable_dir
 
 _TASK_SET = flags.DEFINE_enum("task_set", "inverted-pendulum-gravity", sorted(TASK_SETS),
                               "Task set to collect.")
-_PRESET = flags.DEFINE_enum("preset", "mini", list(configs.PRESETS), "Size preset.")
+_PRESET = flags.DEFINE_enum("preset", "mini", list(presets.PRESETS), "Size preset.")
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Output directory; default runs/data/<preset>/<task_set>.")
 _SEED = flags.DEFINE_integer("seed", None, "Overrides the preset's collection seed.")

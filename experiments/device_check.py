@@ -73,7 +73,7 @@ def _config(sizes: Sizes, task_set: str, seeds: int):
     """The preset at `seeds` vmapped seeds with shortened scans (the per-update cost is what
     is timed) and one epoch per stage (epoch counts are Python loops: they change no
     compiled program), so the same Trainer also makes the short end-to-end run."""
-    from reda_jax.configs import train_preset
+    from reda_jax.presets import train_preset
     base = train_preset(sizes.preset, task_set, num_seeds=seeds)
     return dataclasses.replace(
         base, checkpoint_interval_s=1e9,
@@ -91,7 +91,7 @@ def _sac_rate(sizes: Sizes, task_set, tasks: int) -> dict:
     updates/s (each update advances every task) from a scan of sizes.sac_updates."""
     from experiments.harness import _batch, _scanned
     from reda_jax.algos.sac import make_sac
-    from reda_jax.configs import collect_preset
+    from reda_jax.presets import collect_preset
     ccfg = collect_preset(sizes.preset, task_set.name)
     sac = make_sac(ccfg.sac, task_set.obs_dim, task_set.act_dim)
     state = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), tasks))
@@ -114,7 +114,7 @@ def project(sizes: Sizes, task_set, stage_rows: list[dict], sac: dict | None,
     measured per-update times (5-seed rows) and the preset's update counts. Stage 1 is
     projected at its max_epochs (early stopping ends it sooner); evaluation at full-length
     episodes (an upper bound: episodes that terminate early cost less)."""
-    from reda_jax.configs import collect_preset, train_preset
+    from reda_jax.presets import collect_preset, train_preset
     cfg = train_preset(sizes.preset, task_set.name, num_seeds=5)
     ccfg = collect_preset(sizes.preset, task_set.name)
     seeds = max(r["seeds"] for r in stage_rows)
@@ -188,7 +188,7 @@ def preset_epoch_flops(preset: str, task_set, seeds: int, train_rows: int | None
     counted from the jaxpr (nothing is compiled or run; states are abstract). train_rows:
     synthetic transitions per training task (default: the preset's N)."""
     from experiments.harness import synthetic_train_data
-    from reda_jax.configs import collect_preset, train_preset
+    from reda_jax.presets import collect_preset, train_preset
     from reda_jax.train import Trainer, epoch_keys, seed_keys
     cfg = train_preset(preset, task_set.name, num_seeds=seeds)
     rows = train_rows or collect_preset(cfg.data_preset, task_set.name).train_transitions

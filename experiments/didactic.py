@@ -22,7 +22,8 @@ from absl import flags
 
 from reda_jax.didactic import DEFAULT_METHODS, METHODS, behavior_return, behavior_row, \
     didactic_data, draw_figure, figure2_verdict, floor_verdict, format_roles, format_table, pool, \
-    run_method, train_config
+    run_method
+from reda_jax.presets import didactic_train_config
 from reda_jax.run_info import quiet_logs
 from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 
@@ -55,7 +56,7 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> list[int]:
                          "from the default ones")
     for method in f.methods:
         try:
-            train_config(method, f.preset, f.num_seeds, tuple(f.set))
+            didactic_train_config(method, f.preset, f.num_seeds, tuple(f.set))
         except ValueError as e:
             raise InputError(f"--set: {e}")
     writable_dir("workdir", f.workdir)

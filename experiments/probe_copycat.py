@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from reda_jax import didactic
+from reda_jax import didactic, presets
 from reda_jax.algos.meta import make_meta_learner, no_context
 from reda_jax.data.context import stack_datasets
 from reda_jax.envs.tasks import get_task_set
@@ -44,7 +44,7 @@ def main(argv):
     names = [t.name for t in task_set.train_tasks]
     data = stack_datasets([train[n] for n in names])
     rewards = np.concatenate([train[n]["rewards"] for n in names])
-    config = didactic.train_config("oracle", "default", _NUM_SEEDS.value)
+    config = presets.didactic_train_config("oracle", "default", _NUM_SEEDS.value)
     obs_dim, act_dim = task_set.obs_dim, task_set.act_dim
     prev_action = lambda frozen, trainable, query, tokens, mask: query[..., obs_dim:]
     S, K = _NUM_SEEDS.value, config.encoder.window

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from reda_jax import configs
+from reda_jax import configs, presets
 from reda_jax.encoder_probe import DIDACTIC, METHODS, collections, format_readout, \
     method_config, paired_rows, policy_readout, readout_rows, with_simulator_branches
 from reda_jax.envs.tasks import TASK_SETS
@@ -51,7 +51,7 @@ _SET = flags.DEFINE_multi_string(
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Learner seeds per collection (vmapped).")
 _COLLECT_SEEDS = flags.DEFINE_list("collect_seeds", ["0", "1"],
                                    "Didactic: independent data collections.")
-_PRESET = flags.DEFINE_enum("preset", None, ["default", *configs.PRESETS],
+_PRESET = flags.DEFINE_enum("preset", None, ["default", *presets.PRESETS],
                             "Didactic: default | smoke (default: default); task sets: a "
                             "configs preset (default: mini).")
 _CHECKPOINTS = flags.DEFINE_enum("checkpoints", "1", ["1", "3", "5"],
@@ -91,7 +91,7 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:
         raise InputError(f"--collect_seeds: must be distinct integers >= 0, got {seeds}")
     didactic_set = f.task_set == DIDACTIC
     preset = f.preset or ("default" if didactic_set else "mini")
-    allowed = ("default", "smoke") if didactic_set else configs.PRESETS
+    allowed = ("default", "smoke") if didactic_set else presets.PRESETS
     if preset not in allowed:
         raise InputError(f"--preset: {preset!r} does not apply to --task_set={f.task_set}; "
                          f"use one of {', '.join(allowed)}")

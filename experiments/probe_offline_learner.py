@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from reda_jax import configs, didactic
+from reda_jax import configs, didactic, presets
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.metrics_log import read_metrics
 from reda_jax.run_info import prepare_run_dir, quiet_logs
@@ -112,8 +112,8 @@ def main(argv):
     writable_dir("workdir", _WORKDIR.value)
     quiet_logs()
     if _NUM_CKPT.value is not None:
-        base = didactic.collect_config
-        didactic.collect_config = lambda preset, cs=0: dataclasses.replace(
+        base = presets.didactic_collect_config
+        presets.didactic_collect_config = lambda preset, cs=0: dataclasses.replace(
             base(preset, cs), num_checkpoints=_NUM_CKPT.value)
     if _ONLY_TASK.value is not None and _ALGO.value != "bc":
         raise InputError(f"--only_task applies to --algo=bc only (a task-conditioned or "
@@ -129,7 +129,7 @@ def main(argv):
     train, test, info = didactic.didactic_data(work, "default", _COLLECT_SEED.value)
     if _ONLY_TASK.value is not None:
         train = {name: train[names[_ONLY_TASK.value - 1]] for name in names}
-    config = didactic.train_config(_ALGO.value, "default", _NUM_SEEDS.value)
+    config = presets.didactic_train_config(_ALGO.value, "default", _NUM_SEEDS.value)
     meta_kw, sac_kw = VARIANTS[_VARIANT.value]
     if _ORACLE_CODE.value:
         meta_kw = dict(meta_kw, oracle_code=_ORACLE_CODE.value)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from absl import flags
 
-from reda_jax import configs
+from reda_jax import configs, presets
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.method_names import ABLATIONS, method_name
@@ -35,7 +35,7 @@ _ALGO = flags.DEFINE_enum("algo", "reda", list(configs.ALGOS),
 _ABLATION = flags.DEFINE_enum("ablation", "none", list(ABLATIONS),
                               "ReDA ablation: wo_model (no model augmentation), wo_adv (uniform "
                               "random rollout policy), wo_up (lambda1=0), wo_tc (lambda2=0).")
-_PRESET = flags.DEFINE_enum("preset", "mini", list(configs.PRESETS), "Size preset.")
+_PRESET = flags.DEFINE_enum("preset", "mini", list(presets.PRESETS), "Size preset.")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", None, "Seeds (vmapped); default: the preset's.")
 _SEED = flags.DEFINE_integer("seed", 0, "Base seed.")
 _NUM_MODELS = flags.DEFINE_integer("num_models", None, "Dynamics models per task.")

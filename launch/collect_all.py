@@ -14,7 +14,7 @@ import sys
 
 from absl import flags
 
-from reda_jax.configs import PRESETS
+from reda_jax.presets import PRESETS
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.validate import InputError, choices, run_app, writable_dir
 

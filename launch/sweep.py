@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 from absl import flags
 
-from reda_jax import configs
+from reda_jax import configs, presets
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.method_names import ABLATIONS, method_name
 from reda_jax.paper_results import PAPER_TASK_SETS
@@ -86,7 +86,7 @@ class RunSpec:
     @property
     def data_dir(self) -> str:
         """Where experiments.train finds (or collects) this run's datasets."""
-        data_preset = configs.train_preset(self.preset, self.task_set).data_preset
+        data_preset = presets.train_preset(self.preset, self.task_set).data_preset
         return f"{self.data_root}/{data_preset}/{self.task_set}"
 
     @property
@@ -136,7 +136,7 @@ def expand_grid(task_sets: Sequence[str] = PAPER_TASK_SETS,
     _check(list(checkpoints) + list(models_checkpoints), (1, 3, 5), "checkpoint counts")
     _check(methods, configs.ALGOS, "methods")
     _check(ablations, [a for a in ABLATIONS if a != "none"], "ablations")
-    _check([preset], configs.PRESETS, "presets")
+    _check([preset], presets.PRESETS, "presets")
     if any(n < 1 for n in num_models):
         raise ValueError(f"numbers of models must be >= 1, got {list(num_models)}")
     common = dict(preset=preset, num_seeds=num_seeds, runs_root=runs_root, data_root=data_root)
@@ -405,7 +405,7 @@ def define_flags() -> None:
                       "Checkpoint counts of the numbers-of-models runs (paper: 1).")
     flags.DEFINE_list("seeds", ["0"], "Base seeds (one run each).")
     flags.DEFINE_integer("num_seeds", None, "Seeds vmapped inside each run; default the preset's.")
-    flags.DEFINE_enum("preset", "paper", list(configs.PRESETS), "Size preset.")
+    flags.DEFINE_enum("preset", "paper", list(presets.PRESETS), "Size preset.")
     flags.DEFINE_string("runs_root", "runs", "Run directories go under this.")
     flags.DEFINE_string("data_root", DEFAULT_DATA_ROOT,
                         "Datasets are in <data_root>/<data preset>/<task_set>.")

@@ -1,4 +1,4 @@
-"""Typed, documented configuration and presets (smoke, mini, paper).
+"""Typed, documented configuration (the size presets are `reda_jax.presets`).
 
 Every field is documented where it is declared. Configs are frozen dataclasses, hashable,
 so they can be closed over by jitted factories; `to_dict` gives the JSON saved in each run.
@@ -556,85 +556,6 @@ class TrainConfig:
             raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(METHOD_BUILDERS)}")
         if self.num_checkpoints not in (1, 3, 5):
             raise ValueError(f"num_checkpoints must be 1, 3 or 5, got {self.num_checkpoints}")
-
-
-PRESETS = ("smoke", "mini", "paper")
-
-
-def collect_preset(name: str, task_set: str | None = None) -> CollectConfig:
-    """The collection config of a preset (`task_set` is for per-task-set sizes)."""
-    if name == "paper":
-        return CollectConfig()
-    if name == "mini":
-        if task_set is not None and task_set.startswith("inverted-pendulum"):
-            # The pendulum learns in ~10k steps: a short run keeps checkpoints of every
-            # quality (returns ~50 and ~100 are needed by the didactic example).
-            return CollectConfig(sac=SACConfig(), total_steps=25_000, random_steps=1_000,
-                                 update_after=500,
-                                 train_transitions=20_000, test_transitions_per_checkpoint=2_000)
-        # Sized from experiments/benchmark.py on a 2-core CPU: ~47 vmapped 5-task SAC
-        # updates/s and ~850 batched acting steps/s give ~40 min of training for 5 tasks,
-        # plus ~4 min of deterministic data collection.
-        # 2x256 rather than the reference's 3x256 behavior networks, for CPU time.
-        return CollectConfig(
-            sac=SACConfig(), total_steps=100_000, random_steps=5_000, update_after=1_000,
-            train_transitions=50_000, test_transitions_per_checkpoint=2_000)
-    if name == "smoke":
-        return CollectConfig(
-            sac=SACConfig(hidden_dims=(64, 64), batch_size=64),
-            total_steps=1_000, random_steps=200, update_after=100, update_every=10,
-            num_checkpoints=10, checkpoint_groups=((5,), (2, 5, 9), (1, 2, 5, 8, 9)),
-            train_transitions=300, test_transitions_per_checkpoint=40)
-    raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-
-
-def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> TrainConfig:
-    """The training config of a preset; `overrides` replace top-level TrainConfig fields."""
-    if name == "paper":
-        config = TrainConfig(task_set=task_set, data_preset="paper")
-    elif name == "mini":
-        # Sized from experiments/benchmark.py on a 2-core CPU (docs/benchmarks.md).
-        config = TrainConfig(
-            task_set=task_set, num_seeds=3, data_preset="mini",
-            dynamics=DynamicsConfig(max_epochs=40, patience=5),
-            representation=RepresentationConfig(
-                num_epochs=20, encoder_updates=250, adversary_updates=100, rollout_batch=500,
-                buffer_epochs=10),
-            meta=MetaPolicyConfig(num_epochs=20, updates_per_epoch=1000, eval_every=10),
-            eval=EvalConfig(num_episodes=3),
-            focal=FocalConfig(num_epochs=20, updates_per_epoch=250),
-            corro=CorroConfig(cvae_epochs=10, cvae_updates_per_epoch=500, num_epochs=20,
-                              updates_per_epoch=250),
-            # Prompt-DT's 3x128 GPT with a 20-step history ran at ~2 updates/s for 3 seeds
-            # here (experiments/benchmark.py); mini halves width, depth and history.
-            prompt_dt=PromptDTConfig(embed_dim=64, num_layers=2, ff_dim=256, history=10,
-                                     num_epochs=20, updates_per_epoch=500, warmup_steps=1000,
-                                     eval_every=10))
-    elif name == "smoke":
-        small = SACConfig(hidden_dims=(64, 64), batch_size=64)
-        config = TrainConfig(
-            task_set=task_set, num_seeds=2, data_preset="smoke", checkpoint_interval_s=0.0,
-            dynamics=DynamicsConfig(hidden_dims=(64, 64), weight_decay=(2.5e-5, 5e-5, 1e-4),
-                                    reward_hidden_dims=(64, 64), batch_size=256,
-                                    max_epochs=3, patience=2),
-            encoder=EncoderConfig(ff_dim=64, batch_size=32),
-            representation=RepresentationConfig(
-                num_epochs=2, encoder_updates=10, adversary_updates=10, rollout_batch=64,
-                buffer_epochs=2, adversary=small),
-            meta=MetaPolicyConfig(sac=small, num_epochs=2, updates_per_epoch=20, eval_every=1),
-            eval=EvalConfig(num_episodes=1, max_steps=50),
-            focal=FocalConfig(hidden_dims=(64, 64), contexts_per_task=8, num_epochs=2,
-                              updates_per_epoch=10),
-            corro=CorroConfig(hidden_dims=(32, 32), z_dim=8, num_negatives=4, batch_size=16,
-                              num_epochs=2, updates_per_epoch=10, cvae_hidden=32,
-                              cvae_latent=4, cvae_batch_size=32, cvae_epochs=2,
-                              cvae_updates_per_epoch=10),
-            prompt_dt=PromptDTConfig(embed_dim=32, num_layers=1, ff_dim=64, history=5,
-                                     segments_per_task=4, num_epochs=2, updates_per_epoch=10,
-                                     warmup_steps=10, eval_every=1))
-    else:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return dataclasses.replace(config, **overrides)
 
 
 def override(config: Any, assignment: str) -> Any:

@@ -11,12 +11,11 @@ and D2_train.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from reda_jax import configs
+from reda_jax import configs, presets
 from reda_jax.behavior.collect import BehaviorCollector, read_returns
 from reda_jax.data.context import stack_datasets
 from reda_jax.data.datasets import prefix
@@ -24,7 +23,7 @@ from reda_jax.envs.tasks import get_task_set
 from reda_jax.eval.metrics import relative_representation_metric
 from reda_jax.run_info import prepare_run_dir
 
-TASK_SET = "inverted-pendulum-gravity"
+TASK_SET = presets.DIDACTIC_TASK_SET
 TARGETS = {"train1": 100.0, "train2": 50.0, "test1": 50.0, "test2": 100.0}
 METHOD_LABELS = {"behavior": "Behavior (D1_train checkpoint)", "bc": "BC", "oracle": "Oracle", "reda": "ReDA", "om_sac": "OM-SAC",
                  "focal": "FOCAL", "om_bc": "OM-BC", "corro": "CORRO"}
@@ -32,52 +31,6 @@ METHODS = tuple(m for m in METHOD_LABELS if m != "behavior")
 DEFAULT_METHODS = ("bc", "oracle", "reda", "om_sac", "focal")
 CONTEXT_METHODS = ("reda", "om_sac", "focal", "om_bc", "corro")
 """Methods with a learned task representation (d(phi) applies); bc and oracle have none."""
-
-
-def collect_config(preset: str, collect_seed: int = 0) -> configs.CollectConfig:
-    """Only the first few thousand steps matter: returns ~50-100 occur there (docs/results.md).
-    A checkpoint every 100 steps: with one every 250, task 2's return jumped past the
-    [40, 60] band between two checkpoints (30 -> 76) and the closest-to-target fallback
-    picked different checkpoints on two machines.
-    collect_seed: seed of an independent collection (behavior SAC, exploration, resets)."""
-    if preset == "smoke":
-        return configs.CollectConfig(
-            sac=configs.SACConfig(hidden_dims=(64, 64), batch_size=64), total_steps=800,
-            random_steps=200, update_after=100, update_every=10, num_checkpoints=4,
-            checkpoint_groups=((1,),), train_transitions=400, test_transitions_per_checkpoint=400,
-            seed=collect_seed)
-    return configs.CollectConfig(
-        sac=configs.SACConfig(), total_steps=6_000, random_steps=1_000, update_after=500,
-        num_checkpoints=60, checkpoint_groups=((1,),), train_transitions=10_000,
-        test_transitions_per_checkpoint=10_000, seed=collect_seed)
-
-
-EVAL_EPISODES = 50
-"""Evaluation episodes per seed and protocol. With 10, the D1_train checkpoint itself
-returned 101.1 on them against 89.4 over its ~110 data episodes (collection 0): too noisy
-for a 0.9x bar. Batched simulation makes 50 cheap (a few seconds per evaluation)."""
-
-
-def train_config(method: str, preset: str, num_seeds: int | None,
-                 overrides: tuple[str, ...] = ()) -> configs.TrainConfig:
-    """mini-sized learners, shortened so that three methods fit in ~20 min on 2 cores;
-    then each 'dotted.field=value' of `overrides` (`configs.override`)."""
-    if preset == "smoke":
-        config = configs.train_preset("smoke", TASK_SET, algo=method)
-    else:
-        base = configs.train_preset("mini", TASK_SET, algo=method)
-        config = dataclasses.replace(
-            base, dynamics=dataclasses.replace(base.dynamics, max_epochs=20),
-            representation=dataclasses.replace(base.representation, num_epochs=10),
-            meta=dataclasses.replace(base.meta, num_epochs=10, eval_every=10),
-            focal=dataclasses.replace(base.focal, num_epochs=10),
-            corro=dataclasses.replace(base.corro, cvae_epochs=5, num_epochs=10),
-            eval=dataclasses.replace(base.eval, num_episodes=EVAL_EPISODES))
-    if num_seeds is not None:
-        config = dataclasses.replace(config, num_seeds=num_seeds)
-    for assignment in overrides:
-        config = configs.override(config, assignment)
-    return dataclasses.replace(config, data_preset="didactic")
 
 
 BAND = 0.2
@@ -123,7 +76,7 @@ def didactic_data(workdir: Path, preset: str, collect_seed: int = 0) -> tuple[di
     test {task: arrays}, info {role: {'checkpoint', 'return', 'in_band'}}); 'in_band' is
     False where no checkpoint was within BAND of the role's target (the closest was taken)."""
     task_set = get_task_set(TASK_SET)
-    config = collect_config(preset, collect_seed)
+    config = presets.didactic_collect_config(preset, collect_seed)
     data_dir = workdir / "data"
     prepare_run_dir(data_dir, {"task_set": TASK_SET, "collect": configs.to_dict(config)})
     tasks = task_set.all_tasks
@@ -152,12 +105,13 @@ def didactic_data(workdir: Path, preset: str, collect_seed: int = 0) -> tuple[di
 
 def behavior_return(workdir: Path, preset: str, collect_seed: int, checkpoint: int) -> float:
     """Task-1 return of the D1_train behavior checkpoint's deterministic policy under the
-    methods' evaluation (the same episodes and reset seeds, `train_config`'s EvalConfig):
-    the reference the 0.9x bar compares with on the very initial states the methods meet."""
+    methods' evaluation (the same episodes and reset seeds, the EvalConfig of
+    `presets.didactic_train_config`): the reference the 0.9x bar compares with on the very initial states the methods meet."""
     from reda_jax.eval.behavior import behavior_returns
-    returns = behavior_returns(workdir / "data", collect_config(preset, collect_seed),
+    returns = behavior_returns(workdir / "data",
+                               presets.didactic_collect_config(preset, collect_seed),
                                get_task_set(TASK_SET).all_tasks, checkpoint,
-                               train_config("bc", preset, 1).eval, which=[0])
+                               presets.didactic_train_config("bc", preset, 1).eval, which=[0])
     return float(returns.mean())
 
 
@@ -167,7 +121,7 @@ def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, t
     D1_test contexts (off-policy protocol), with D1_train contexts, on-policy; d(phi) (None
     for bc / oracle); the largest per-epoch mean Q of the critics (None for BC objectives)."""
     from reda_jax.train import Trainer, make_train_data
-    config = train_config(method, preset, num_seeds, overrides)
+    config = presets.didactic_train_config(method, preset, num_seeds, overrides)
     run_dir = prepare_run_dir(workdir / method, {"train": configs.to_dict(config),
                                                  "data_dir": str(workdir / "data")})
     trainer = Trainer(config, make_train_data(get_task_set(TASK_SET), train, test), run_dir,

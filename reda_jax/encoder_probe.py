@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reda_jax import configs, didactic
+from reda_jax import configs, didactic, presets
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.method_names import ABLATIONS
@@ -56,7 +56,7 @@ def method_config(method: str, task_set: str, preset: str, num_seeds: int, check
     ablate = tuple(f"representation.{k}={v!r}" for k, v in ABLATIONS[ablation].items())
     try:
         if task_set == DIDACTIC:
-            return didactic.train_config(algo, preset, num_seeds, ablate + overrides)
+            return presets.didactic_train_config(algo, preset, num_seeds, ablate + overrides)
         config = build_config(task_set, preset, checkpoints, ablation, num_seeds, algo=algo)
         for assignment in overrides:
             config = configs.override(config, assignment)

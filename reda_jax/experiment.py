@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from reda_jax import configs
+from reda_jax import configs, presets
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.method_names import ABLATIONS
 from reda_jax.validate import InputError, writable_dir
@@ -22,7 +22,7 @@ def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str
                            or lambda2 is not None):
         raise ValueError(f"--ablation, --num_models, --lambda1 and --lambda2 are ReDA's; "
                          f"algo {algo!r} has none of them")
-    config = configs.train_preset(preset, task_set, num_checkpoints=num_checkpoints, seed=seed,
+    config = presets.train_preset(preset, task_set, num_checkpoints=num_checkpoints, seed=seed,
                                   algo=algo)
     rep = dataclasses.replace(config.representation, **ABLATIONS[ablation])
     if lambda1 is not None:
@@ -44,7 +44,7 @@ def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_
     from reda_jax.data.datasets import load_datasets
     from reda_jax.data.store import DatasetNotFound
     task_set = get_task_set(task_set_name)
-    collect_config = configs.collect_preset(preset, task_set_name)
+    collect_config = presets.collect_preset(preset, task_set_name)
     root = Path(data_dir) / "datasets"
 
     def load():

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reda_jax.configs import CollectConfig, SACConfig, collect_preset
+from reda_jax.configs import CollectConfig, SACConfig
+from reda_jax.presets import collect_preset
 from reda_jax.data import replay, store
 from reda_jax.behavior.collect import BehaviorCollector, read_returns
 from reda_jax.data.datasets import build_datasets, load_datasets, prefix

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from experiments import device_check
-from reda_jax.configs import collect_preset, train_preset
+from reda_jax.presets import collect_preset, train_preset
 from reda_jax.envs.tasks import get_task_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reda_jax import didactic
+from reda_jax import didactic, presets
 from reda_jax.didactic import choose_checkpoints
 from reda_jax.eval.metrics import mean_pairwise_sq_distance, relative_representation_metric
 
@@ -70,13 +70,13 @@ def _behavior_by_hand(workdir, collect_seed: int, checkpoint: int) -> float:
     from reda_jax.envs.tasks import get_task_set
     from reda_jax.eval.protocols import env_seed
     task_set = get_task_set(didactic.TASK_SET)
-    sac = make_sac(didactic.collect_config("smoke", collect_seed).sac, task_set.obs_dim,
+    sac = make_sac(presets.didactic_collect_config("smoke", collect_seed).sac, task_set.obs_dim,
                    task_set.act_dim)
     like = jax.vmap(sac.init)(jax.random.split(jax.random.key(0), 2)).actor_params
     params, _ = Checkpointer(workdir / "data" / "checkpoints" / "policies", None).restore(
         checkpoint, like)
     task1 = jax.tree.map(lambda x: x[0], params)
-    ecfg = didactic.train_config("bc", "smoke", 1).eval
+    ecfg = presets.didactic_train_config("bc", "smoke", 1).eval
     env, returns = task_set.all_tasks[0].make_env(), []
     for e in range(ecfg.num_episodes):
         obs, _ = env.reset(seed=env_seed(ecfg.seed, 0, e))
@@ -90,8 +90,8 @@ def _behavior_by_hand(workdir, collect_seed: int, checkpoint: int) -> float:
 
 
 def test_overrides_reach_every_method_after_the_didactic_sizes():
-    base = didactic.train_config("reda", "default", 5)
-    config = didactic.train_config("reda", "default", 5,
+    base = presets.didactic_train_config("reda", "default", 5)
+    config = presets.didactic_train_config("reda", "default", 5,
                                    ("meta.q_weight=0", "meta.num_epochs=3"))
     assert base.meta.q_weight == 0.1 and base.meta.num_epochs == 10
     assert config.meta.q_weight == 0.0 and isinstance(config.meta.q_weight, float)
@@ -99,7 +99,7 @@ def test_overrides_reach_every_method_after_the_didactic_sizes():
     assert config.data_preset == "didactic" and config.num_seeds == 5
     assert dataclasses.replace(config, meta=base.meta) == base   # nothing else changed
     with pytest.raises(ValueError, match="no field 'qq'"):
-        didactic.train_config("bc", "default", 5, ("meta.qq=1",))
+        presets.didactic_train_config("bc", "default", 5, ("meta.qq=1",))
 
 
 @pytest.mark.timeout(900)

@@ -15,7 +15,7 @@ _RUN = r"""
 import json, sys, tempfile
 import jax, numpy as np
 from experiments.harness import synthetic_train_data
-from reda_jax.configs import train_preset
+from reda_jax.presets import train_preset
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.train import Trainer
 ts = get_task_set("hopper-gravity")

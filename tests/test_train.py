@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from reda_jax import configs
+from reda_jax import configs, presets
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.methods import make_method
@@ -240,7 +240,7 @@ def test_a_method_added_by_one_module_and_one_registry_line_trains_end_to_end(
         smoke_data, tmp_path, monkeypatch):
     monkeypatch.setitem(configs.METHOD_BUILDERS, "toy", "tests.toy_method:toy_method")
     from tests.toy_method import data_mean_action
-    config = dataclasses.replace(configs.train_preset("smoke", TASK_SET), algo="toy")
+    config = dataclasses.replace(presets.train_preset("smoke", TASK_SET), algo="toy")
     task_set = get_task_set(TASK_SET)
     data = make_train_data(task_set, *smoke_data)
     method = make_method(config, task_set.obs_dim, task_set.act_dim,

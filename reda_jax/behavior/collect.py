@@ -271,12 +271,12 @@ def run_collection(task_set_name: str, preset: str, workdir: str, seed: int | No
 
     from tqdm import tqdm
 
-    from reda_jax import configs
+    from reda_jax import configs, presets
     from reda_jax.data.datasets import build_datasets
     from reda_jax.envs.tasks import get_task_set
     from reda_jax.run_info import prepare_run_dir
     task_set = get_task_set(task_set_name)
-    config = configs.collect_preset(preset, task_set_name)
+    config = presets.collect_preset(preset, task_set_name)
     if seed is not None:
         config = dataclasses.replace(config, seed=seed)
     prepare_run_dir(workdir, dict(task_set=task_set_name, preset=preset,
