@@ -111,10 +111,6 @@ def main(argv):
     at_least("collect_seed", _COLLECT_SEED.value, 0)
     writable_dir("workdir", _WORKDIR.value)
     quiet_logs()
-    if _NUM_CKPT.value is not None:
-        base = presets.didactic_collect_config
-        presets.didactic_collect_config = lambda preset, cs=0: dataclasses.replace(
-            base(preset, cs), num_checkpoints=_NUM_CKPT.value)
     if _ONLY_TASK.value is not None and _ALGO.value != "bc":
         raise InputError(f"--only_task applies to --algo=bc only (a task-conditioned or "
                          f"context method would see one task's data under another's "
@@ -126,7 +122,8 @@ def main(argv):
     variant = _VARIANT.value + (f"-code{_ORACLE_CODE.value}" if _ORACLE_CODE.value else "")
     variant += f"-only{_ONLY_TASK.value}" if _ONLY_TASK.value is not None else ""
     work = Path(_WORKDIR.value) / f"collect{_COLLECT_SEED.value}"
-    train, test, info = didactic.didactic_data(work, "default", _COLLECT_SEED.value)
+    train, test, info = didactic.didactic_data(work, "default", _COLLECT_SEED.value,
+                                                _NUM_CKPT.value)
     if _ONLY_TASK.value is not None:
         train = {name: train[names[_ONLY_TASK.value - 1]] for name in names}
     config = presets.didactic_train_config(_ALGO.value, "default", _NUM_SEEDS.value)

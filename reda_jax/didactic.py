@@ -71,12 +71,14 @@ def choose_checkpoints(returns_csv: str, min_episodes: int = MIN_EPISODES) -> di
     return chosen
 
 
-def didactic_data(workdir: Path, preset: str, collect_seed: int = 0) -> tuple[dict, dict, dict]:
+def didactic_data(workdir: Path, preset: str, collect_seed: int = 0,
+                  num_checkpoints: int | None = None) -> tuple[dict, dict, dict]:
     """Collects (or reuses) the behavior checkpoints; returns (train {task: arrays},
     test {task: arrays}, info {role: {'checkpoint', 'return', 'in_band'}}); 'in_band' is
-    False where no checkpoint was within BAND of the role's target (the closest was taken)."""
+    False where no checkpoint was within BAND of the role's target (the closest was taken).
+    num_checkpoints: `presets.didactic_collect_config`'s."""
     task_set = get_task_set(TASK_SET)
-    config = presets.didactic_collect_config(preset, collect_seed)
+    config = presets.didactic_collect_config(preset, collect_seed, num_checkpoints)
     data_dir = workdir / "data"
     prepare_run_dir(data_dir, {"task_set": TASK_SET, "collect": configs.to_dict(config)})
     tasks = task_set.all_tasks

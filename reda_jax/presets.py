@@ -97,13 +97,18 @@ returned 101.1 on them against 89.4 over its ~110 data episodes (collection 0): 
 for a 0.9x bar. Batched simulation makes 50 cheap (a few seconds per evaluation)."""
 
 
-def didactic_collect_config(preset: str, collect_seed: int = 0) -> CollectConfig:
+def didactic_collect_config(preset: str, collect_seed: int = 0,
+                            num_checkpoints: int | None = None) -> CollectConfig:
     """The didactic's behavior SACs: one per task, 'smoke' or its own default size. Only the
     first few thousand steps matter: returns ~50-100 occur there (docs/results.md).
     A checkpoint every 100 steps: with one every 250, task 2's return jumped past the
     [40, 60] band between two checkpoints (30 -> 76) and the closest-to-target fallback
     picked different checkpoints on two machines.
-    collect_seed: seed of an independent collection (behavior SAC, exploration, resets)."""
+    collect_seed: seed of an independent collection (behavior SAC, exploration, resets);
+    num_checkpoints: another number of checkpoints (the same training length)."""
+    if num_checkpoints is not None:
+        return dataclasses.replace(didactic_collect_config(preset, collect_seed),
+                                   num_checkpoints=num_checkpoints)
     if preset == "smoke":
         return CollectConfig(
             sac=SACConfig(hidden_dims=(64, 64), batch_size=64), total_steps=800,

@@ -142,3 +142,10 @@ def test_didactic_app_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "experiments.didactic", "--methods=prompt_dt",
                           f"--workdir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "prompt_dt" in bad.stderr
+
+
+def test_a_didactic_collection_with_other_checkpoints_changes_only_their_number():
+    base = presets.didactic_collect_config("default", 1)
+    other = presets.didactic_collect_config("default", 1, num_checkpoints=12)
+    assert (base.num_checkpoints, other.num_checkpoints) == (60, 12)
+    assert dataclasses.replace(other, num_checkpoints=60) == base
