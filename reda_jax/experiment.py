@@ -11,7 +11,6 @@ from reda_jax.method_names import ABLATIONS
 from reda_jax.validate import InputError, writable_dir
 
 
-
 def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str = "none",
                  num_seeds: int | None = None, seed: int = 0, num_models: int | None = None,
                  lambda1: float | None = None, lambda2: float | None = None,

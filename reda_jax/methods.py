@@ -33,6 +33,7 @@ import numpy as np
 
 from reda_jax.configs import METHOD_BUILDERS, TrainConfig
 
+
 class Method(NamedTuple):
     """Pure functions of one seed (see the module doc). Absent stages are None.
 

@@ -499,16 +499,15 @@ class Trainer:
 
     def _run_stage(self, stage: str, desc: str, clock: str, state, num_epochs: int,
                    epoch_fn: Callable, converged: Callable | None = None,
-                   restored: Callable | None = None, after_epoch: Callable | None = None,
-                   return_epoch: bool = False):
+                   restored: Callable | None = None, after_epoch: Callable | None = None):
         """The loop every stage shares. Restores `state` (the stage's initial state, seeds
         leading) from the stage's newest checkpoint, cuts the logs back to it and calls
         restored(epoch, done); then, until epoch == num_epochs or converged(state):
         epoch_fn(state, epoch) -> (state, metrics) for epoch 1, 2, ..., the NaN guard and
         metrics.csv (`_epoch_done`), wall time under timing[clock], after_epoch(state,
         epoch, done, per-seed metrics) -> progress-bar postfix or None (its own time is its
-        own to count), the checkpoint and the epoch budget (`_spend`). Returns the final
-        state (and the last epoch with return_epoch)."""
+        own to count), the checkpoint and the epoch budget (`_spend`). Returns (the final
+        state, its epoch)."""
         store = self._store(stage)
         state, epoch, done = store.restore(state)
         state = shard_seeds(state, self.num_seeds)
@@ -530,7 +529,7 @@ class Trainer:
             if postfix:
                 bar.set_postfix(postfix, refresh=False)
         bar.close()
-        return (state, epoch) if return_epoch else state
+        return state, epoch
 
     # ------------------------------------------------------------------ stages
     def train_stage1(self):
@@ -548,9 +547,10 @@ class Trainer:
             return {key.split("/")[-1]: f"{seeds[key].mean():.4g}"}
 
         desc = "stage 1: dynamics" if m.stage1 == "dynamics" else "stage 1: generative model"
-        return self._run_stage("dynamics", desc, "stage1_s", state, m.stage1_epochs, epoch_fn,
-                               converged=lambda s: bool(np.all(converged(s))),
-                               after_epoch=postfix)
+        state, _ = self._run_stage("dynamics", desc, "stage1_s", state, m.stage1_epochs,
+                                   epoch_fn, converged=lambda s: bool(np.all(converged(s))),
+                                   after_epoch=postfix)
+        return state
 
     def train_representation(self, stage1_state):
         m = self.method
@@ -578,9 +578,10 @@ class Trainer:
             return {k.split("/")[-1]: f"{v.mean():.3f}" for k, v in seeds.items()
                     if k.endswith(("/loss", "test_task_id_accuracy"))}
 
-        return self._run_stage("representation", "stage 2: representation",
-                               "representation_s", state, m.representation_epochs, epoch_fn,
-                               restored=restored, after_epoch=postfix)
+        state, _ = self._run_stage("representation", "stage 2: representation",
+                                   "representation_s", state, m.representation_epochs,
+                                   epoch_fn, restored=restored, after_epoch=postfix)
+        return state
 
     def trains_encoder_in_meta(self) -> bool:
         """Whether stage 3 trains encoder parameters too (om_sac, om_bc, corro's E2)."""
@@ -724,7 +725,7 @@ class Trainer:
         state, epoch = self._run_stage(
             "meta_policy", "stage 3: meta-policy", "meta_policy_s", state, m.meta_epochs,
             epoch_fn, restored=lambda epoch, done: _truncate_jsonl(history_path, epoch),
-            after_epoch=evaluate, return_epoch=True)
+            after_epoch=evaluate)
         history = _read_jsonl(self.workdir / "eval_history.jsonl")
         if not history or history[-1]["epoch"] != epoch:
             self.log(f"warning: {self.workdir / 'eval_history.jsonl'} lacks the final epoch "

@@ -372,14 +372,13 @@ def reda_method(inputs: MethodInputs) -> Method:
     augmentation and InfoNCE, stage 3 SAC+BC with the encoder fixed."""
     from reda_jax.algos import meta as meta_lib
     config = inputs.config
-    enc = contrastive.make_encoder_learner(config.encoder, inputs.obs_dim, inputs.act_dim)
     r = make_reda(config, inputs.obs_dim, inputs.act_dim, inputs.num_tasks,
                   inputs.termination_fn, inputs.steps_per_dynamics_epoch,
                   inputs.steps_per_reward_epoch, inputs.simulator)
     learner = meta_lib.make_meta_learner(
         config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
         config.encoder.z_dim,
-        encode=lambda frozen, trainable, q, t, m: enc.encode(frozen, q, t, m),
+        encode=lambda frozen, trainable, q, t, m: r.encoder.encode(frozen, q, t, m),
         **inputs.stage3_stats())
     stage1 = {}
     if config.representation.augmentation != "none":
