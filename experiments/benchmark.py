@@ -261,7 +261,8 @@ def bench_eval(task_set) -> None:
     import tempfile
 
     from reda_jax.presets import train_preset
-    from reda_jax.train import Trainer, seed_keys
+    from reda_jax.stage_loop import seed_keys
+    from reda_jax.train import Trainer
 
     print("[eval] evaluation env steps/s vs the bare simulator (mini preset's ReDA policy, "
           "untrained, synthetic data)")

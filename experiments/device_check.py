@@ -189,19 +189,20 @@ def preset_epoch_flops(preset: str, task_set, seeds: int, train_rows: int | None
     synthetic transitions per training task (default: the preset's N)."""
     from experiments.harness import synthetic_train_data
     from reda_jax.presets import collect_preset, train_preset
-    from reda_jax.train import Trainer, epoch_keys, seed_keys
+    from reda_jax.stage_loop import epoch_keys, seed_keys
+    from reda_jax.train import Trainer
     cfg = train_preset(preset, task_set.name, num_seeds=seeds)
     rows = train_rows or collect_preset(cfg.data_preset, task_set.name).train_transitions
     data = synthetic_train_data(task_set, rows, 1000)
     tr = Trainer(cfg, data, tempfile.mkdtemp(), show_progress=False)
     r = tr.method
     k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
-    models = jax.eval_shape(jax.vmap(r.init_stage1, in_axes=(0, None)), k1, tr.stage1_data)
+    models = jax.eval_shape(jax.vmap(r.init_stage1, in_axes=(0, None)), k1, r.stage1_data)
     rep = jax.eval_shape(jax.vmap(r.init_representation), k2)
     meta = jax.eval_shape(jax.vmap(r.init_meta), k3)
     return {
         "dynamics epoch": perf.matmul_flops(jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
-                                            models, tr.stage1_data, epoch_keys(k1, 1)),
+                                            models, r.stage1_data, epoch_keys(k1, 1)),
         "representation epoch": perf.matmul_flops(
             jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)), rep, models,
             data.train, epoch_keys(k2, 1)),

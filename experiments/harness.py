@@ -86,19 +86,22 @@ class StageProgram:
 def stage_programs(task_set, config, data, workdir: str) -> tuple[list[StageProgram], Any]:
     """The three ReDA stages' epochs of `config` (compiled, with initial states) and the
     Trainer that made them (for evaluation). Seeds: config.num_seeds."""
-    from reda_jax.train import Trainer, epoch_keys, seed_keys
+    from reda_jax.algos.dynamics_data import epoch_updates
+    from reda_jax.stage_loop import epoch_keys, seed_keys
+    from reda_jax.train import Trainer
 
     seeds = config.num_seeds
     os.makedirs(workdir, exist_ok=True)
     tr = Trainer(config, data, workdir, show_progress=False)
     r = tr.method
     k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
-    models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, tr.stage1_data)
+    models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, r.stage1_data)
     rep = jax.jit(jax.vmap(r.init_representation))(k2)
     meta = jax.jit(jax.vmap(r.init_meta))(k3)
     specs = [
         ("dynamics epoch", tr.stage1_epoch_fn, jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
-         lambda s: (s, tr.stage1_data, epoch_keys(k1, 1)), models, tr.reda_steps["dynamics"]),
+         lambda s: (s, r.stage1_data, epoch_keys(k1, 1)), models,
+         epoch_updates(r.stage1_data, config.dynamics.batch_size)[0]),
         ("representation epoch", tr.representation_epoch_fn,
          jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)),
          lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None),
@@ -130,7 +133,7 @@ def peak_program(size: int = 2048):
 
 def synthetic_train_data(task_set, train_rows: int, test_rows: int):
     """TrainData of random transitions with the task set's shapes."""
-    from reda_jax.train import make_train_data
+    from reda_jax.data.train_data import make_train_data
     names = [t.name for t in task_set.train_tasks]
     train = {n: synthetic_data(task_set, train_rows, i) for i, n in enumerate(names)}
     test = {t.name: synthetic_data(task_set, test_rows, 10 + i)

@@ -118,7 +118,11 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:
 def main(argv):
     preset, seeds = check_flags(argv)
     quiet_logs()
-    from reda_jax.train import STAGES, Trainer, make_train_data, reuse_stages
+    from reda_jax.data.train_data import make_train_data
+    from reda_jax.eval import encoders
+    from reda_jax.metrics_log import STAGES
+    from reda_jax.stage_checkpoints import reuse_stages
+    from reda_jax.train import Trainer
     workdir = Path(_WORKDIR.value)
     work = workdir / (DIDACTIC if _TASK_SET.value == DIDACTIC else _TASK_SET.value)
     results, infos = {}, {}
@@ -147,12 +151,13 @@ def main(argv):
                         task_set, train, _SIM_BRANCHES.value, h), test)
                 train_data = augmented[h]
             trainer = Trainer(config, train_data, run_dir, show_progress=_PROGRESS.value)
-            out = trainer.encoder_readout(*trainer.train_encoder(),
-                                          num_windows=_NUM_WINDOWS.value, data=data)
+            out = encoders.encoder_readout(trainer.method, config, data,
+                                           *trainer.train_encoder(), _NUM_WINDOWS.value)
             if trainer.method.stage1 == "dynamics":   # finished: restored, not retrained
                 models = trainer.train_stage1()
-                out.update(trainer.dynamics_readout(models, _NUM_WINDOWS.value))
-                out.update(trainer.physics_readout(models))
+                out.update(encoders.dynamics_readout(config, train_data, models,
+                                                     _NUM_WINDOWS.value))
+                out.update(encoders.physics_readout(config, train_data, models))
             out = {k: v.tolist() for k, v in out.items()}
             if _POLICIES.value:   # stages 1-2 restored from run_dir; stage 3 on `data`
                 policy = Trainer(config, data, run_dir, show_progress=_PROGRESS.value)

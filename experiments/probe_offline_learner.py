@@ -134,7 +134,10 @@ def main(argv):
         config.meta, sac=dataclasses.replace(config.meta.sac, **sac_kw), **meta_kw))
     run_dir = prepare_run_dir(work / f"{_ALGO.value}-{variant}",
                               {"train": configs.to_dict(config)})
-    from reda_jax.train import STAGES, Trainer, make_train_data, reuse_stages
+    from reda_jax.data.train_data import make_train_data
+    from reda_jax.metrics_log import STAGES
+    from reda_jax.stage_checkpoints import reuse_stages
+    from reda_jax.train import Trainer
     if _ALGO.value in didactic.CONTEXT_METHODS:
         source = Path(_FROM_WORKDIR.value or
                       f"runs/didactic/collect{_COLLECT_SEED.value}/{_ALGO.value}")
@@ -169,7 +172,7 @@ def prototype_returns(trainer, config, num_windows: int = 1000) -> dict[str, lis
     import jax.numpy as jnp
     from reda_jax.algos.contrastive import tokens_from_context
     from reda_jax.algos.sac import make_sac
-    from reda_jax.baselines.prompt_dt import state_stats
+    from reda_jax.data.stats import state_stats
     from reda_jax.data.context import sample_task_windows
     from reda_jax.eval import protocols
 

@@ -58,8 +58,9 @@ _SET = flags.DEFINE_multi_string(
 def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,
                  from_stage: str | None = None, from_workdir: str | None = None,
                  show_progress: bool = True) -> dict:
-    from reda_jax.train import Trainer, check_run_checkpoints, make_train_data, \
-        results_table, reuse_stages
+    from reda_jax.data.train_data import make_train_data
+    from reda_jax.stage_checkpoints import check_run_checkpoints, reuse_stages
+    from reda_jax.train import Trainer, results_table
     check_run_checkpoints(Path(workdir), config)
     train, test = load_or_collect(config.task_set, config.data_preset, config.num_checkpoints,
                                   data_dir)

@@ -122,7 +122,8 @@ def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, t
     """Trains one method on one collection; returns per-seed lists: the task-1 return with
     D1_test contexts (off-policy protocol), with D1_train contexts, on-policy; d(phi) (None
     for bc / oracle); the largest per-epoch mean Q of the critics (None for BC objectives)."""
-    from reda_jax.train import Trainer, make_train_data
+    from reda_jax.data.train_data import make_train_data
+    from reda_jax.train import Trainer
     config = presets.didactic_train_config(method, preset, num_seeds, overrides)
     run_dir = prepare_run_dir(workdir / method, {"train": configs.to_dict(config),
                                                  "data_dir": str(workdir / "data")})

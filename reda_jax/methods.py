@@ -1,5 +1,6 @@
 """Every method of the paper's tables as one `Method`: up to three stages of pure epoch
-functions of ONE seed, which `reda_jax.train.Trainer` vmaps over seeds and runs.
+functions of ONE seed and the data they read, which `reda_jax.train.Trainer` vmaps
+over seeds and runs.
 
   method     stage 1 ('dynamics' dir)     stage 2 ('representation')        stage 3 ('meta_policy')
   reda       task dynamics ensembles       adversarial augmentation+InfoNCE  SAC+BC, encoder fixed
@@ -26,26 +27,33 @@ Each method is declared once, in its own module, by a builder `MethodInputs -> M
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from reda_jax.configs import METHOD_BUILDERS, TrainConfig
+from reda_jax.data import stats
+from reda_jax.data.train_data import TrainData
+from reda_jax.envs.tasks import TaskSet
 
 
 class Method(NamedTuple):
-    """Pure functions of one seed (see the module doc). Absent stages are None.
+    """Pure functions of one seed (see the module doc) and the data its stages read.
+    Absent stages are None.
 
-    stage1: None, 'dynamics' (data: reda.DynamicsData) or 'generative' (data: the training
-        DeviceDataset (T, ...)); init_stage1(key, data) -> state; stage1_epoch(state, data,
-        key) -> (state, metrics); stage1_converged(state) -> () bool; stage1_epochs: max.
+    stage1: None, 'dynamics' or 'generative' (the stage's name in logs);
+        stage1_data: what its functions read (ReDA: `dynamics_data.DynamicsData`; CORRO: the
+        training DeviceDataset (T, ...)); init_stage1(key, data) -> state;
+        stage1_epoch(state, data, key) -> (state, metrics); stage1_converged(state) -> ()
+        bool; stage1_epochs: max.
     init_representation(key) -> state; representation_epoch(state, stage1_state, data, key)
-        -> (state, metrics); representation_epochs; frozen_params(rep_state | None) -> the
-        encoder params fixed in stage 3.
+        -> (state, metrics) on the training DeviceDataset; representation_epochs;
+        frozen_params(rep_state | None) -> the encoder params fixed in stage 3.
     init_meta(key) -> state; meta_epoch(state, frozen, meta_data, key) -> (state, metrics);
-        meta_epochs, eval_every; meta_data_kind: 'windows' (the training DeviceDataset) or
-        'dt' (prompt_dt.DTData).
+        meta_epochs, eval_every; meta_data: what stage 3 reads (the training DeviceDataset,
+        or Prompt-DT's `prompt_dt.DTData`).
     act_params(meta_state) -> the part of the stage-3 state acting reads (the actor, and
         encoder params trained in stage 3); act(act_params, frozen, query, context, mask[,
         hist]) -> actions; history: steps of own history act needs (0: none).
@@ -56,6 +64,7 @@ class Method(NamedTuple):
 
     name: str
     stage1: str | None
+    stage1_data: Any
     init_stage1: Callable | None
     stage1_epoch: Callable | None
     stage1_converged: Callable | None
@@ -68,7 +77,7 @@ class Method(NamedTuple):
     meta_epoch: Callable
     meta_epochs: int
     eval_every: int
-    meta_data_kind: str
+    meta_data: Any
     act_params: Callable[[Any], Any]
     act: Callable
     history: int
@@ -80,42 +89,67 @@ class Method(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class MethodInputs:
-    """What a method's builder may read: the run's config, the task set's sizes and the
-    training data's statistics (`make_method`'s arguments)."""
+    """What a method's builder reads (`make_method`'s arguments): the run's config and data;
+    the task set's sizes and the training data's statistics derive from them (host, each
+    computed once, on first use)."""
 
     config: TrainConfig
-    obs_dim: int
-    act_dim: int
-    num_tasks: int
-    termination_fn: Callable
-    steps_per_dynamics_epoch: int = 1
-    steps_per_reward_epoch: int = 1
-    delta_std: np.ndarray | None = None
-    state_stats: tuple[np.ndarray, np.ndarray] | None = None
-    action_std: np.ndarray | None = None
-    target_return: float | None = None
-    reward_range: tuple[float, float] | None = None
-    train_multipliers: tuple[float, ...] | None = None
-    simulator: Callable | None = None
+    data: TrainData
+
+    @property
+    def task_set(self) -> TaskSet:
+        return self.data.task_set
+
+    @property
+    def obs_dim(self) -> int:
+        return self.task_set.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.task_set.act_dim
+
+    @property
+    def num_tasks(self) -> int:
+        """T, the number of training tasks."""
+        return len(self.task_set.train_tasks)
+
+    @property
+    def termination_fn(self) -> Callable:
+        return self.task_set.termination_fn
+
+    @property
+    def train_multipliers(self) -> tuple[float, ...]:
+        """The training tasks' multipliers (T,)."""
+        return tuple(t.multiplier for t in self.task_set.train_tasks)
 
     @property
     def window(self) -> int:
         """K, the context window length every method and protocol reads."""
         return self.config.encoder.window
 
+    @functools.cached_property
+    def state_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std (ds,) of the training states, every task pooled."""
+        return stats.state_stats(self.data.train_arrays)
+
     def stage3_stats(self) -> dict:
-        """The data statistics stage 3's learner (`algos.meta.make_meta_learner`) takes."""
-        return dict(reward_range=self.reward_range, state_stats=self.state_stats,
-                    action_std=self.action_std)
+        """The data statistics stage 3's learner (`algos.meta.make_meta_learner`) takes:
+        the TD-target clip's reward range, the states' (mean, std) and the actions' std
+        (`bc_error` 'standardized'), every training task pooled."""
+        arrays = self.data.train_arrays
+        return dict(reward_range=stats.reward_range(arrays), state_stats=self.state_stats,
+                    action_std=stats.action_std(arrays))
 
     def no_stages(self) -> dict:
-        """Method fields of a method with stage 3 only (a builder overrides what it has)."""
+        """Method fields of a method with stage 3 only, on the training windows (a builder
+        overrides what it has)."""
         mcfg = self.config.meta
-        return dict(stage1=None, init_stage1=None, stage1_epoch=None, stage1_converged=None,
-                    stage1_epochs=0, init_representation=None, representation_epoch=None,
-                    representation_epochs=0, frozen_params=no_frozen, history=0,
-                    window=self.window, meta_data_kind="windows",
-                    meta_epochs=mcfg.num_epochs, eval_every=mcfg.eval_every)
+        return dict(stage1=None, stage1_data=None, init_stage1=None, stage1_epoch=None,
+                    stage1_converged=None, stage1_epochs=0, init_representation=None,
+                    representation_epoch=None, representation_epochs=0,
+                    frozen_params=no_frozen, history=0, window=self.window,
+                    meta_data=self.data.train, meta_epochs=mcfg.num_epochs,
+                    eval_every=mcfg.eval_every)
 
 
 def no_frozen(_rep_state) -> dict:
@@ -154,26 +188,9 @@ def task_features(multipliers, train_multipliers, code: str = "standardized") ->
     return (m - train.mean()) / (std if std > 0 else 1.0)
 
 
-def make_method(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
-                termination_fn: Callable, steps_per_dynamics_epoch: int = 1,
-                steps_per_reward_epoch: int = 1, delta_std: np.ndarray | None = None,
-                state_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                action_std: np.ndarray | None = None, target_return: float | None = None,
-                reward_range: tuple[float, float] | None = None,
-                train_multipliers: tuple[float, ...] | None = None,
-                simulator: Callable | None = None) -> Method:
-    """The Method of config.algo, from its registered builder. delta_std (ds,): std of
-    s' - s in the training data (corro's noise negatives); state_stats (mean, std) of the
-    training states: prompt_dt and stage 3's normalize_states; action_std (da,) of the
-    training actions: stage 3's bc_error 'standardized'; target_return: prompt_dt;
-    reward_range (r_min, r_max) of the training data: stage 3's TD-target clip;
-    train_multipliers (T,): the training tasks' multipliers (oracle);
-    simulator: reda with representation.rollout_physics 'simulator' (`make_reda`)."""
+def make_method(config: TrainConfig, data: TrainData) -> Method:
+    """The Method of config.algo on a run's data, from its registered builder."""
     if config.algo not in METHOD_BUILDERS:
         raise ValueError(f"unknown algo {config.algo!r}")
     module, builder = METHOD_BUILDERS[config.algo].split(":")
-    inputs = MethodInputs(config, obs_dim, act_dim, num_tasks, termination_fn,
-                          steps_per_dynamics_epoch, steps_per_reward_epoch, delta_std,
-                          state_stats, action_std, target_return, reward_range,
-                          train_multipliers, simulator)
-    return getattr(importlib.import_module(module), builder)(inputs)
+    return getattr(importlib.import_module(module), builder)(MethodInputs(config, data))

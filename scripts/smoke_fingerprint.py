@@ -23,7 +23,8 @@ def fingerprint(data_dir: str, work_dir: str) -> dict:
     from reda_jax.experiment import build_config, load_or_collect
     from reda_jax.metrics_log import read_metrics
     from reda_jax.run_info import prepare_run_dir
-    from reda_jax.train import Trainer, make_train_data
+    from reda_jax.data.train_data import make_train_data
+    from reda_jax.train import Trainer
 
     data = load_or_collect("hopper-gravity", "smoke", 1, data_dir)
     out = {}

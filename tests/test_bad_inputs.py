@@ -23,8 +23,10 @@ from reda_jax.data import store
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.metrics_log import read_metrics
 from reda_jax.run_info import prepare_run_dir
-from reda_jax.train import TIMING_FILE, Preempted, Trainer, check_run_checkpoints, \
-    make_train_data
+from reda_jax.data.train_data import make_train_data
+from reda_jax.stage_checkpoints import check_run_checkpoints
+from reda_jax.stage_loop import TIMING_FILE, Preempted
+from reda_jax.train import Trainer
 from reda_jax.envs.tasks import get_task_set
 
 TS = "hopper-gravity"

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reda_jax.baselines.prompt_dt import (DTBatch, make_dt_data, make_prompt_dt, masked_mse,
-                                          state_stats)
+from reda_jax.baselines.prompt_dt import DTBatch, make_dt_data, make_prompt_dt, masked_mse
+from reda_jax.data.stats import state_stats
 from reda_jax.configs import PromptDTConfig
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.eval import evaluate

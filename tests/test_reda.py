@@ -15,9 +15,9 @@ import pytest
 
 from reda_jax import configs
 from reda_jax.algos import adversarial
+from reda_jax.algos.dynamics_data import make_dynamics_data
 from reda_jax.algos.reda import make_reda
 from reda_jax.data.context import stack_datasets
-from reda_jax.train import make_dynamics_data
 
 GAINS = (-1.0, 0.0, 1.0)
 

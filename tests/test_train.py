@@ -17,8 +17,9 @@ from reda_jax.envs.tasks import get_task_set
 from reda_jax.methods import make_method
 from reda_jax.metrics_log import read_metrics
 from reda_jax.run_info import prepare_run_dir
-from reda_jax.train import NonFiniteError, Preempted, Trainer, check_finite, make_train_data, \
-    seed_keys
+from reda_jax.data.train_data import make_train_data
+from reda_jax.stage_loop import NonFiniteError, Preempted, check_finite, seed_keys
+from reda_jax.train import Trainer
 
 TASK_SET = "hopper-gravity"
 SMOKE_PINS = json.loads((Path(__file__).parent / "data" / "smoke_pins.json").read_text())["pins"]
@@ -214,26 +215,25 @@ def test_a_field_added_after_a_run_keeps_it_resumable_only_at_the_behaviour_it_r
         "train.meta.acting_query", "train.meta.actor_entropy", "train.meta.q_weight"]
 
 
-def test_method_data_stats_pool_the_tasks_and_reach_the_learner():
-    """action_std is the std of every training task's actions pooled (not per task, not of
-    the states), and make_method hands it to stage 3's standardised BC error."""
-    import dataclasses
-    from reda_jax.train import method_data_stats
+def test_method_inputs_statistics_pool_the_training_tasks():
+    """Stage 3's statistics (MethodInputs.stage3_stats) pool every training task's rows:
+    action_std is the pooled std (not per task, not of the states), the reward range spans
+    both tasks, the state stats are the pooled mean and std (+1e-6)."""
+    from types import SimpleNamespace
+    from reda_jax.methods import MethodInputs
     rng = np.random.default_rng(0)
     arrays = [{"observations": rng.normal(m, 1.0, (50, 3)).astype(np.float32),
-               "actions": rng.normal(m, 0.1, (50, 2)).astype(np.float32)} for m in (0.0, 1.0)]
-    stats = method_data_stats("oracle", arrays)
-    pooled = np.concatenate([a["actions"] for a in arrays])
+               "actions": rng.normal(m, 0.1, (50, 2)).astype(np.float32),
+               "rewards": np.full(50, m, np.float32)} for m in (0.0, 1.0)]
+    config = build_config("inverted-pendulum-gravity", "smoke", 1, num_seeds=1, algo="oracle")
+    stats = MethodInputs(config, SimpleNamespace(train_arrays=arrays)).stage3_stats()
+    pooled = np.concatenate([a["actions"] for a in arrays]).astype(np.float64)
     np.testing.assert_allclose(stats["action_std"], pooled.std(0), rtol=1e-5)
     assert stats["action_std"].min() > 0.4        # the tasks' offset, not each task's 0.1
-    config = build_config("inverted-pendulum-gravity", "smoke", 1, num_seeds=1, algo="oracle")
-    config = dataclasses.replace(config, meta=dataclasses.replace(config.meta,
-                                                                  bc_error="standardized"))
-    kw = dict(reward_range=(0.0, 1.0), train_multipliers=(1.0, 2.0),
-              termination_fn=lambda s, a, s2: np.zeros(s.shape[:-1], bool))
-    make_method(config, 3, 2, 2, **kw, **stats)        # builds with the stats it needs
-    with pytest.raises(ValueError, match="action_std"):
-        make_method(config, 3, 2, 2, **kw, state_stats=stats["state_stats"])
+    assert stats["reward_range"] == (0.0, 1.0)
+    obs = np.concatenate([a["observations"] for a in arrays]).astype(np.float64)
+    np.testing.assert_allclose(stats["state_stats"][0], obs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["state_stats"][1], obs.std(0) + 1e-6, rtol=1e-5)
 
 
 def test_a_method_added_by_one_module_and_one_registry_line_trains_end_to_end(
@@ -243,8 +243,7 @@ def test_a_method_added_by_one_module_and_one_registry_line_trains_end_to_end(
     config = dataclasses.replace(presets.train_preset("smoke", TASK_SET), algo="toy")
     task_set = get_task_set(TASK_SET)
     data = make_train_data(task_set, *smoke_data)
-    method = make_method(config, task_set.obs_dim, task_set.act_dim,
-                         len(task_set.train_tasks), task_set.termination_fn)
+    method = make_method(config, data)
     assert method.name == "toy" and method.stage1 is None and method.encode is None
     run = tmp_path / "run"
     prepare_run_dir(run, {"train": configs.to_dict(config)})

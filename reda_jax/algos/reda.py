@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from reda_jax.algos import adversarial, contrastive, dynamics
+from reda_jax.algos.dynamics_data import DynamicsData, epoch_updates, make_dynamics_data
 from reda_jax.algos.sac import SACState, make_sac
 from reda_jax.configs import TrainConfig
 from reda_jax.data import ring
@@ -34,27 +35,6 @@ from reda_jax.types import Transitions
 
 
 # ----------------------------------------------------------------------------- stage 1
-@flax.struct.dataclass
-class DynamicsData:
-    """Per-task model data (shapes without the seed axis): inputs (T, N, ds+da), targets
-    (T, N, ds), train_size (T,), holdout arrays (T, H, ...), holdout_size (T,); for pooled
-    task models one ensemble's: inputs (1, T*N, ds+da+T) (a one-hot of the task last), ...;
-    the reward model's data concatenates all tasks: reward_* (T*N, ...)."""
-
-    inputs: jax.Array
-    targets: jax.Array
-    train_size: jax.Array
-    holdout_inputs: jax.Array
-    holdout_targets: jax.Array
-    holdout_size: jax.Array
-    reward_inputs: jax.Array
-    reward_targets: jax.Array
-    reward_train_size: jax.Array
-    reward_holdout_inputs: jax.Array
-    reward_holdout_targets: jax.Array
-    reward_holdout_size: jax.Array
-
-
 @flax.struct.dataclass
 class ModelState:
     """dynamics: EnsembleState with a leading axis of T task ensembles (1 if pooled, see
@@ -368,22 +348,30 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
 def reda_method(inputs: MethodInputs) -> Method:
     """ReDA as a `Method` (registered in `configs.METHOD_BUILDERS`): stage 1 the task
-    models (skipped by w/o model, whose stage 2 has no rollouts), stage 2 the adversarial
-    augmentation and InfoNCE, stage 3 SAC+BC with the encoder fixed."""
+    models on `make_dynamics_data`'s split (skipped by w/o model, whose stage 2 has no
+    rollouts), stage 2 the adversarial augmentation and InfoNCE, stage 3 SAC+BC with the
+    encoder fixed."""
     from reda_jax.algos import meta as meta_lib
     config = inputs.config
+    uses_models = config.representation.augmentation != "none"
+    data, updates, simulator = None, (1, 1), None
+    if uses_models:
+        data = make_dynamics_data(inputs.data.train_arrays, config.dynamics, config.seed)
+        updates = epoch_updates(data, config.dynamics.batch_size)
+        if config.representation.rollout_physics == "simulator":
+            from reda_jax.envs.mjx_physics import make_simulator_step
+            simulator = make_simulator_step(inputs.task_set.train_tasks)
     r = make_reda(config, inputs.obs_dim, inputs.act_dim, inputs.num_tasks,
-                  inputs.termination_fn, inputs.steps_per_dynamics_epoch,
-                  inputs.steps_per_reward_epoch, inputs.simulator)
+                  inputs.termination_fn, *updates, simulator)
     learner = meta_lib.make_meta_learner(
         config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
         config.encoder.z_dim,
         encode=lambda frozen, trainable, q, t, m: r.encoder.encode(frozen, q, t, m),
         **inputs.stage3_stats())
     stage1 = {}
-    if config.representation.augmentation != "none":
-        stage1 = dict(stage1="dynamics", init_stage1=r.init_models, stage1_epoch=r.dynamics_epoch,
-                      stage1_converged=r.models_converged,
+    if uses_models:
+        stage1 = dict(stage1="dynamics", stage1_data=data, init_stage1=r.init_models,
+                      stage1_epoch=r.dynamics_epoch, stage1_converged=r.models_converged,
                       stage1_epochs=config.dynamics.max_epochs)
     return context_method(inputs, "reda", learner, **stage1,
                           init_representation=r.init_representation,

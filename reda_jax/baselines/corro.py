@@ -24,6 +24,7 @@ from typing import Any, Callable, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from reda_jax.configs import CorroConfig
@@ -292,21 +293,27 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
                  cvae=cvae)
 
 
+def delta_std(arrays) -> np.ndarray:
+    """(ds,) std of s' - s over every training task's rows pooled, + 1e-6: the scale of
+    the noise negatives."""
+    delta = np.concatenate([a["next_observations"] - a["observations"] for a in arrays])
+    return delta.std(0).astype(np.float32) + 1e-6
+
+
 def corro_method(inputs: MethodInputs) -> Method:
     """CORRO as a `Method` (registered in `configs.METHOD_BUILDERS`): stage 1 the CVAE
     (negative generator), stage 2 E1's InfoNCE, stage 3 SAC+BC with E2 trained by the
     critics."""
     from reda_jax.algos import meta as meta_lib
     ccfg, T, K = inputs.config.corro, inputs.num_tasks, inputs.window
-    if inputs.delta_std is None:
-        raise ValueError("corro needs delta_std, the per-dimension std of s' - s")
-    corro = make_corro(ccfg, inputs.obs_dim, inputs.act_dim, T, K, inputs.delta_std)
+    corro = make_corro(ccfg, inputs.obs_dim, inputs.act_dim, T, K,
+                       delta_std(inputs.data.train_arrays))
     learner = meta_lib.make_meta_learner(
         inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, ccfg.z_dim,
         encode=corro.encode, init_trainable=corro.init_aggregator,
         encoder_lr=ccfg.learning_rate, **inputs.stage3_stats())
     return context_method(
-        inputs, "corro", learner, stage1="generative",
+        inputs, "corro", learner, stage1="generative", stage1_data=inputs.data.train,
         init_stage1=lambda key, _data: corro.init_generative(key),
         stage1_epoch=prefixed(corro.generative_epoch, "generative/"),
         stage1_converged=lambda _s: jnp.asarray(False),

@@ -28,7 +28,7 @@ s_{H-1}, a_{H-1}); the action at step j is read at the s_j token (tanh(Dense)).
 Public API::
 
     DTData                       (stacked per-task data with rtg and timestep)
-    make_dt_data(arrays) -> DTData;  state_stats(arrays) -> (mean (ds,), std (ds,))
+    make_dt_data(arrays) -> DTData;  target_return(arrays) -> float
     returns_to_go(rewards, terminals, truncations) -> (rtg (N,), timestep (N,))
     sample_segments(data (one task), key, batch_size, history, window) -> DTBatch
     DTBatch, DTState, PromptDTModule, masked_mse(pred, target, mask)
@@ -51,13 +51,13 @@ import optax
 from reda_jax.configs import PromptDTConfig
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
                                    stack_datasets, take_window, window_rows)
+from reda_jax.data.stats import as_arrays
 from reda_jax.methods import Method, MethodInputs, prefixed
 from reda_jax.optim import apply_gradients
 from reda_jax.types import History, TrainState, Transitions
 
 _MASKED_LOGIT = -1e9
 _LN_EPS = 1e-5
-_STD_EPS = 1e-6
 
 
 # ----------------------------------------------------------------------------------
@@ -90,14 +90,6 @@ class DTData:
                              prev_actions=self.prev_actions, size=self.size)
 
 
-def _as_arrays(data: Transitions | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(data, Transitions):
-        return {k: np.asarray(getattr(data, k)) for k in
-                ("observations", "actions", "rewards", "next_observations", "terminals",
-                 "truncations")}
-    return data
-
-
 def returns_to_go(rewards: np.ndarray, terminals: np.ndarray,
                   truncations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N,) rows in episode order -> (rtg (N,) float32, timestep (N,) int32): the sum of the
@@ -122,7 +114,7 @@ def make_dt_data(arrays: Sequence[Transitions | Mapping[str, Any]]) -> DTData:
     """Per-task dicts of flat arrays (observations, actions, rewards, next_observations,
     terminals, truncations; rows in episode order) -> DTData with a leading task axis,
     each task padded to the longest (`stack_datasets`)."""
-    arrays = [_as_arrays(a) for a in arrays]
+    arrays = [as_arrays(a) for a in arrays]
     if not arrays:
         raise ValueError("make_dt_data needs at least one task")
     stacked = stack_datasets([make_device_dataset(a) for a in arrays])
@@ -136,15 +128,6 @@ def make_dt_data(arrays: Sequence[Transitions | Mapping[str, Any]]) -> DTData:
     return DTData(transitions=stacked.transitions, episode_start=stacked.episode_start,
                   prev_actions=stacked.prev_actions, size=stacked.size,
                   rtg=jnp.asarray(np.stack(rtgs)), timestep=jnp.asarray(np.stack(steps)))
-
-
-def state_stats(arrays: Sequence[Transitions | Mapping[str, Any]]) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
-    """Mean (ds,) and std (ds,) + 1e-6 (as Prompt-DT) of the observations of all given
-    tasks pooled (pass the training tasks only; Prompt-DT also pools the test tasks)."""
-    obs = np.concatenate([np.asarray(_as_arrays(a)["observations"], np.float64)
-                          for a in arrays])
-    return obs.mean(0).astype(np.float32), (obs.std(0) + _STD_EPS).astype(np.float32)
 
 
 @flax.struct.dataclass
@@ -393,17 +376,25 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
                     sample_batch=sample_batch, module=module)
 
 
+def target_return(arrays: Sequence[Mapping[str, Any]]) -> float:
+    """The best episode return in the training data (the return-to-go at an episode's
+    first step is its return): the return Prompt-DT is conditioned on when acting."""
+    def best(a):
+        rtg, step = returns_to_go(a["rewards"], a["terminals"], a["truncations"])
+        return float(rtg[step == 0].max())
+    return max(best(a) for a in arrays)
+
+
 def prompt_dt_method(inputs: MethodInputs) -> Method:
     """Prompt-DT as a `Method` (registered in `configs.METHOD_BUILDERS`): stage 3 only, on
     `make_dt_data`'s sequences; acting reads the episode's own history."""
-    if inputs.state_stats is None or inputs.target_return is None:
-        raise ValueError("prompt_dt needs state_stats and target_return")
-    pcfg = inputs.config.prompt_dt
+    pcfg, arrays = inputs.config.prompt_dt, inputs.data.train_arrays
+    mean, std = inputs.state_stats
     dt = make_prompt_dt(pcfg, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
-                        inputs.state_stats[0], inputs.state_stats[1], inputs.target_return)
+                        mean, std, target_return(arrays))
     return Method(**{**inputs.no_stages(), "meta_epochs": pcfg.num_epochs,
                      "eval_every": pcfg.eval_every, "history": pcfg.history,
-                     "meta_data_kind": "dt"},
+                     "meta_data": make_dt_data(arrays)},
                   name="prompt_dt", init_meta=dt.init,
                   meta_epoch=prefixed(lambda s, _frozen, data, key: dt.epoch(s, data, key),
                                       "meta/"),

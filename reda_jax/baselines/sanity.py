@@ -18,9 +18,6 @@ def bc_method(inputs: MethodInputs) -> Method:
 def oracle_method(inputs: MethodInputs) -> Method:
     """SAC+BC conditioned on the true task: act takes the task's features as `task`."""
     T, mcfg = inputs.num_tasks, inputs.config.meta
-    if inputs.train_multipliers is None or len(inputs.train_multipliers) != T:
-        raise ValueError(f"oracle needs the {T} training tasks' multipliers, got "
-                         f"{inputs.train_multipliers}")
     feats = task_features(inputs.train_multipliers, inputs.train_multipliers, mcfg.oracle_code)
     learner = meta_lib.make_meta_learner(
         mcfg, inputs.obs_dim, inputs.act_dim, T, inputs.window, feats.shape[1],
