@@ -1,11 +1,11 @@
-"""The didactic example (paper Section 5.1, Appendix B.3, Figure 2): `reda_jax.didactic`.
+"""The didactic example (paper Section 5.1, Appendix B.3, Figure 2): `reda_jax.report.didactic`.
 
   python -m experiments.didactic                         # see README for the measured time
   python -m experiments.didactic --preset=smoke --workdir=/tmp/didactic   # ~2 min
   python -m experiments.didactic --workdir=runs/didactic_q0 --set=meta.q_weight=0   # a probe
 
 For each collection seed (--collect_seeds): trains behavior SAC on InvertedPendulum at
-gravity x1.0 and x2.0, picks checkpoints by return (`reda_jax.didactic.choose_checkpoints`),
+gravity x1.0 and x2.0, picks checkpoints by return (`reda_jax.report.didactic.choose_checkpoints`),
 trains every method (--methods; bc and oracle are the sanity floor and ceiling) on D1_train
 and D2_train with --num_seeds vmapped seeds, and evaluates on task 1: with D1_test contexts
 (the paper's Figure 2(a)), with D1_train contexts and on-policy. Prints one table pooled
@@ -20,15 +20,15 @@ from pathlib import Path
 
 from absl import flags
 
-from reda_jax.didactic import DEFAULT_METHODS, METHODS, behavior_return, behavior_row, \
+from reda_jax.presets import didactic_train_config
+from reda_jax.report.didactic import DEFAULT_METHODS, METHODS, behavior_return, behavior_row, \
     didactic_data, draw_figure, figure2_verdict, floor_verdict, format_roles, format_table, pool, \
     run_method
-from reda_jax.presets import didactic_train_config
 from reda_jax.run_info import quiet_logs
 from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 
 _PRESET = flags.DEFINE_enum("preset", "default", ["default", "smoke"],
-                            "default: the sizes in reda_jax.didactic; smoke: seconds.")
+                            "default: the sizes in reda_jax.report.didactic; smoke: seconds.")
 _METHODS = flags.DEFINE_list("methods", list(DEFAULT_METHODS),
                              f"Methods to compare, any of {', '.join(METHODS)}.")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Learner seeds per collection (vmapped).")

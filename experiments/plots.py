@@ -30,9 +30,9 @@ import numpy as np
 from absl import flags
 
 from experiments.tables import Group, find_runs, group_runs
-from reda_jax import paper_results as paper
 from reda_jax.configs import DEFAULT_NUM_MODELS, PROTOCOLS
-from reda_jax.eval import plots
+from reda_jax.report import paper_results as paper
+from reda_jax.report import plots
 from reda_jax.validate import InputError, at_least, run_app, writable_dir
 
 

@@ -21,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from reda_jax import didactic, presets
+from reda_jax import presets
 from reda_jax.algos.meta import make_meta_learner, no_context
 from reda_jax.data.context import stack_datasets
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.eval import protocols
+from reda_jax.report import didactic
 from reda_jax.run_info import quiet_logs
 
 _COLLECT_SEED = flags.DEFINE_integer("collect_seed", 0, "Didactic data collection seed.")

@@ -13,7 +13,7 @@ over seeds x collections.
   python -m experiments.probe_encoder --task_set=didactic --methods=reda_wo_model \
       --variant=sim30k --simulator_branches=10000 --policies
 
---task_set=didactic: the didactic data (`reda_jax.didactic`), one collection per
+--task_set=didactic: the didactic data (`reda_jax.report.didactic`), one collection per
 --collect_seeds, collected (or reused) under <data_dir>/collect<k>/data, by default the
 tree `experiments.didactic` uses. Any other task set: its datasets at --data_dir (collected
 there first if missing), one collection. Methods
@@ -32,9 +32,9 @@ import numpy as np
 from absl import flags
 
 from reda_jax import configs, presets
-from reda_jax.encoder_probe import DIDACTIC, METHODS, collections, format_readout, \
-    method_config, paired_rows, policy_readout, readout_rows, with_simulator_branches
 from reda_jax.envs.tasks import TASK_SETS
+from reda_jax.report.encoder_probe import DIDACTIC, METHODS, collections, format_readout, \
+    method_config, paired_rows, policy_readout, readout_rows, with_simulator_branches
 from reda_jax.run_info import prepare_run_dir, quiet_logs, write_json_atomic
 from reda_jax.validate import InputError, at_least, ints, run_app, writable_dir
 

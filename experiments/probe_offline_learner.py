@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from reda_jax import configs, didactic, presets
+from reda_jax import configs, presets
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.metrics_log import read_metrics
+from reda_jax.report import didactic
 from reda_jax.run_info import prepare_run_dir, quiet_logs
 from reda_jax.validate import InputError, at_least, run_app, writable_dir
 

@@ -36,8 +36,8 @@ import numpy as np
 from absl import flags
 
 from reda_jax import method_names
-from reda_jax import paper_results as paper
 from reda_jax.configs import DEFAULT_NUM_MODELS, PROTOCOLS
+from reda_jax.report import paper_results as paper
 from reda_jax.validate import InputError, run_app, writable_dir
 
 # Config fields that may differ between runs that are pooled into one cell.

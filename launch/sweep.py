@@ -47,7 +47,7 @@ from absl import flags
 from reda_jax import configs, presets
 from reda_jax.envs.tasks import TASK_SETS
 from reda_jax.method_names import ABLATIONS, method_name
-from reda_jax.paper_results import PAPER_TASK_SETS
+from reda_jax.report.paper_results import PAPER_TASK_SETS
 from reda_jax.validate import InputError, at_least, choices, ints, run_app, writable_dir
 
 DIDACTIC = "inverted-pendulum-gravity"

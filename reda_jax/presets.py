@@ -1,6 +1,6 @@
 """Every size preset in one place: `smoke` (tests, seconds), `mini` (a 2-core CPU, sized
 from experiments/benchmark.py), `paper` (the paper's sizes, an accelerator's job), and the
-didactic example's own sizes (paper Section 5.1, `reda_jax.didactic`)."""
+didactic example's own sizes (paper Section 5.1, `reda_jax.report.didactic`)."""
 from __future__ import annotations
 
 import dataclasses

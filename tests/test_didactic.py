@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reda_jax import didactic, presets
-from reda_jax.didactic import choose_checkpoints
+from reda_jax import presets
 from reda_jax.eval.metrics import mean_pairwise_sq_distance, relative_representation_metric
+from reda_jax.report import didactic
+from reda_jax.report.didactic import choose_checkpoints
 
 
 def test_relative_representation_metric_matches_eq8_by_brute_force():

@@ -1,4 +1,4 @@
-"""reda_jax.eval.plots and experiments.plots: the 95% t-interval against a hand computation,
+"""reda_jax.report.plots and experiments.plots: the 95% t-interval against a hand computation,
 curves from eval_history.jsonl, the t-SNE coordinates / styles and the PNG files (skipped
 without the `viz` extra)."""
 import json
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reda_jax.eval import plots
+from reda_jax.report import plots
 from tests.test_tables import TRAIN, UNSEEN, _summary, make_run
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reda_jax.encoder_probe import format_readout, method_config, paired_rows, readout_rows
+from reda_jax.report.encoder_probe import format_readout, method_config, paired_rows, readout_rows
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.metrics_log import read_metrics
 from reda_jax.validate import InputError
@@ -102,7 +102,7 @@ def test_probe_encoder_app_stops_where_the_encoder_is_final(tmp_path):
 
 
 def test_simulator_branches_are_appended_to_each_training_task():
-    from reda_jax.encoder_probe import with_simulator_branches
+    from reda_jax.report.encoder_probe import with_simulator_branches
     from reda_jax.envs.tasks import get_task_set
     ts = get_task_set("inverted-pendulum-gravity")
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""experiments.tables / reda_jax.paper_results: the paper's numbers, pooling of fake run
+"""experiments.tables / reda_jax.report.paper_results: the paper's numbers, pooling of fake run
 directories over base seeds, the table layouts and the CSV files."""
 import csv
 import io
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import tables
-from reda_jax import paper_results as paper
+from reda_jax.report import paper_results as paper
 
 TRAIN = ("gravity_x0.5", "gravity_x1.0", "gravity_x1.5")
 UNSEEN = ("gravity_x0.8", "gravity_x1.2")

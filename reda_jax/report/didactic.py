@@ -177,7 +177,7 @@ def format_cell(values, per_value: bool = False) -> str:
         return "–"
     if per_value and len(values) > 1:
         return f"{np.mean(values):.2f} (" + ", ".join(f"{v:.2f}" for v in values) + ")"
-    from reda_jax.eval.plots import mean_interval
+    from reda_jax.report.plots import mean_interval
     mean, lo, hi = mean_interval(np.asarray(values, np.float64))
     return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" if len(values) > 1 else f"{mean:.2f}"
 
@@ -274,7 +274,7 @@ def draw_figure(rows: list[dict], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from reda_jax.eval.plots import mean_interval
+    from reda_jax.report.plots import mean_interval
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, key, title in ((axes[0], "task1_return_test_context", "(a) return on task 1"),
                            (axes[1], "d_phi", "(b) relative representation metric d(φ)")):

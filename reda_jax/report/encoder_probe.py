@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reda_jax import configs, didactic, presets
+from reda_jax import configs, presets
 from reda_jax.envs.tasks import get_task_set
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.method_names import ABLATIONS
+from reda_jax.report import didactic
 from reda_jax.validate import InputError
 
 DIDACTIC = "didactic"
