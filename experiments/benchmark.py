@@ -233,7 +233,7 @@ def evaluation_row(task_set, tr, meta, rep, episodes: int = 5, max_steps: int = 
     seeds = tr.num_seeds
     params = (tr.method.act_params(meta), rep.encoder.params)
     act_fn = lambda p, q, c, m: tr.act_fn(p[0], p[1], q, c, m)
-    window, tasks = tr.config.encoder.window, task_set.all_tasks
+    window, tasks = tr.config.window, task_set.all_tasks
     # Compile outside the timing, at the timed call's shapes (S, T*E, ...).
     sims = protocols.make_simulators(tasks, seeds, episodes)   # made once, as a run does
     protocols.evaluate(tasks, act_fn, params, seeds, window, "on_policy", episodes, 0,

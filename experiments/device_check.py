@@ -284,7 +284,7 @@ def run_check(sizes: Sizes, task_set_name: str, out_dir: str, budget_s: float) -
         params = (tr.method.act_params(progs[2].state), progs[1].state.encoder.params)
         act_fn = lambda p, q, c, m: tr.act_fn(p[0], p[1], q, c, m)
         res = protocols.evaluate(task_set.all_tasks, act_fn, params, seeds,
-                                 tr.config.encoder.window, "on_policy", sizes.eval_episodes,
+                                 tr.config.window, "on_policy", sizes.eval_episodes,
                                  0, max_steps=sizes.eval_max_steps)
         eval_row = {"seeds": seeds, "episodes": sizes.eval_episodes,
                     "env_steps": res.env_steps, "wall_s": res.wall_time_s,

@@ -48,7 +48,7 @@ def main(argv):
     config = presets.didactic_train_config("oracle", "default", _NUM_SEEDS.value)
     obs_dim, act_dim = task_set.obs_dim, task_set.act_dim
     prev_action = lambda frozen, trainable, query, tokens, mask: query[..., obs_dim:]
-    S, K = _NUM_SEEDS.value, config.encoder.window
+    S, K = _NUM_SEEDS.value, config.window
     out = {"data": info}
     for variant in _VARIANTS.value:
         objective = "bc" if variant.startswith("bc") else "sac_bc"

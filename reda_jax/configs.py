@@ -169,9 +169,6 @@ class DynamicsConfig:
 class EncoderConfig:
     """The context encoder phi(z | x) (paper Section 3.3, Appendix B.5)."""
 
-    window: int = 3
-    """K: context tokens per window (paper: silent; reference code: 3). A token is
-    (s_t, a_{t-1}), the reference code's context element."""
     embed_dim: int = 64
     """Transformer embedding width (paper B.5: 64)."""
     num_layers: int = 1
@@ -197,8 +194,8 @@ class EncoderConfig:
         if self.positional_encoding not in ("learned", "none"):
             raise ValueError(f"positional_encoding must be 'learned' or 'none', got "
                              f"{self.positional_encoding!r}")
-        if self.window < 1 or self.z_dim < 1:
-            raise ValueError("window and z_dim must be >= 1")
+        if self.z_dim < 1:
+            raise ValueError(f"z_dim must be >= 1, got {self.z_dim}")
 
 
 AUGMENTATIONS = ("adversarial", "random", "none")
@@ -536,6 +533,11 @@ class TrainConfig:
     """Independent seeds, a vmapped leading axis of every learner (paper: 5)."""
     seed: int = 0
     """Base seed; seed s of the run uses key fold_in(key(seed), s)."""
+    window: int = 3
+    """K: tokens per context window, one setting for the whole protocol: every method's
+    encoder (ReDA's, FOCAL's, CORRO's, the offline meta baselines'), Prompt-DT's prompt, stage
+    3's training windows and both evaluation protocols read K-token windows (paper: silent;
+    reference code: 3). A token is (s_t, a_{t-1}), the reference code's context element."""
     dynamics: DynamicsConfig = DynamicsConfig()
     encoder: EncoderConfig = EncoderConfig()
     representation: RepresentationConfig = RepresentationConfig()
@@ -552,6 +554,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.num_seeds < 1:
             raise ValueError(f"num_seeds must be >= 1, got {self.num_seeds}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
         if self.algo not in METHOD_BUILDERS:
             raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(METHOD_BUILDERS)}")
         if self.num_checkpoints not in (1, 3, 5):

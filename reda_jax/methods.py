@@ -125,7 +125,7 @@ class MethodInputs:
     @property
     def window(self) -> int:
         """K, the context window length every method and protocol reads."""
-        return self.config.encoder.window
+        return self.config.window
 
     @functools.cached_property
     def state_stats(self) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,8 @@ from reda_jax.networks.encoder import ContextEncoder
 from reda_jax.types import ContextBatch
 
 # A small encoder with 2 layers and 2 heads, so that the masking tests cover both.
-SMALL = EncoderConfig(window=3, embed_dim=16, num_layers=2, num_heads=2, ff_dim=32, z_dim=4)
+SMALL = EncoderConfig(embed_dim=16, num_layers=2, num_heads=2, ff_dim=32, z_dim=4)
+K = 3  # tokens per context window
 D = 5
 
 
@@ -181,7 +182,7 @@ class _Jitted:
 def _encoder(cfg=SMALL, seed=0):
     enc = _Jitted(cfg)
     params = enc.module.init(jax.random.key(seed), jnp.zeros((1, D)),
-                             jnp.zeros((1, cfg.window, D)), jnp.ones((1, cfg.window)))
+                             jnp.zeros((1, K, D)), jnp.ones((1, K)))
     return enc, params
 
 
@@ -267,8 +268,8 @@ def test_encoder_learns_to_identify_tasks_vmapped_over_seeds():
     junk windows; prototypes and accuracy come from separate fresh batches. (Both seeds
     pass 0.99 after ~200 steps; lr 1e-3 also works but can sit at 2/3 for a while.)"""
     S, T, B, steps = 2, 3, 64, 300
-    cfg = EncoderConfig(window=3, ff_dim=64, batch_size=B, learning_rate=3e-3)
-    learner = C.make_encoder_learner(cfg, obs_dim=3, act_dim=2)
+    cfg = EncoderConfig(ff_dim=64, batch_size=B, learning_rate=3e-3)
+    learner = C.make_encoder_learner(cfg, obs_dim=3, act_dim=2, window=3)
 
     @jax.jit
     @jax.vmap

@@ -143,8 +143,9 @@ class EncoderLearner(NamedTuple):
     module: ContextEncoder
 
 
-def make_encoder_learner(config: EncoderConfig, obs_dim: int, act_dim: int) -> EncoderLearner:
-    """The context encoder and its contrastive learner (pure functions):
+def make_encoder_learner(config: EncoderConfig, obs_dim: int, act_dim: int, window: int
+                         ) -> EncoderLearner:
+    """The context encoder of K = window tokens and its contrastive learner (pure functions):
 
     init(key) -> EncoderState (Adam, config.learning_rate)
     encode(params, query (..., D), tokens (..., K, D), mask (..., K)) -> z (..., Z), no dropout
@@ -154,7 +155,7 @@ def make_encoder_learner(config: EncoderConfig, obs_dim: int, act_dim: int) -> E
     """
     module = ContextEncoder(config)
     opt = optax.adam(config.learning_rate)
-    D, K = obs_dim + act_dim, config.window
+    D, K = obs_dim + act_dim, window
 
     def init(key: jax.Array) -> EncoderState:
         params = module.init(key, jnp.zeros((1, D)), jnp.zeros((1, K, D)), jnp.ones((1, K)))

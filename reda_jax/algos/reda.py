@@ -111,12 +111,12 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
     representation.rollout_physics 'simulator', the training tasks' real physics,
     step(task, obs (..., ds), act (..., da)) -> next_obs (`envs.mjx_physics`)."""
     dcfg, ecfg, rcfg = config.dynamics, config.encoder, config.representation
-    K, T = ecfg.window, num_tasks
+    K, T = config.window, num_tasks
     D = obs_dim + act_dim
     task_models = make_task_models(dcfg, obs_dim, act_dim, T)
     dyn = task_models.fns
     rew = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, 1, 1, dcfg.reward_hidden_dims)
-    enc = contrastive.make_encoder_learner(ecfg, obs_dim, act_dim)
+    enc = contrastive.make_encoder_learner(ecfg, obs_dim, act_dim, K)
     adv = make_sac(rcfg.adversary, obs_dim, act_dim)
     if rcfg.adversary_reward == "reference" and T < 2:
         raise ValueError("representation.adversary_reward='reference' rolls the adversary out "

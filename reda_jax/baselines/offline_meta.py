@@ -10,7 +10,7 @@ from reda_jax.methods import Method, MethodInputs, context_method
 
 def _offline_meta_method(inputs: MethodInputs, name: str, objective: str) -> Method:
     config = inputs.config
-    enc = make_encoder_learner(config.encoder, inputs.obs_dim, inputs.act_dim)
+    enc = make_encoder_learner(config.encoder, inputs.obs_dim, inputs.act_dim, inputs.window)
     learner = meta_lib.make_meta_learner(
         config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
         config.encoder.z_dim,
