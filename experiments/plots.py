@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from absl import flags
 
-from experiments.tables import Group, find_runs, group_runs
+from reda_jax.report.runs import Group, find_runs, group_runs
 from reda_jax.configs import DEFAULT_NUM_MODELS, PROTOCOLS
 from reda_jax.report import paper_results as paper
 from reda_jax.report import plots

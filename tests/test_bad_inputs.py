@@ -523,7 +523,7 @@ def test_kill_during_the_first_checkpoint_write_resumes_to_the_same_metrics(
 # ------------------------------------------------------------------------ tables / plots
 
 def test_tables_skip_an_unreadable_results_json_naming_it(finished_run, tmp_path, capsys):
-    from experiments import tables
+    from reda_jax.report import tables
     runs = tmp_path / "runs"
     shutil.copytree(finished_run[0], runs / "good")
     (runs / "bad").mkdir()

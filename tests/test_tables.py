@@ -1,5 +1,5 @@
-"""experiments.tables / reda_jax.report.paper_results: the paper's numbers, pooling of fake run
-directories over base seeds, the table layouts and the CSV files."""
+"""reda_jax.report.runs / tables / paper_results (experiments.tables): the paper's numbers,
+pooling of fake run directories over base seeds, the table layouts and the CSV files."""
 import csv
 import io
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import tables
 from reda_jax.report import paper_results as paper
+from reda_jax.report import runs, tables
 
 TRAIN = ("gravity_x0.5", "gravity_x1.0", "gravity_x1.5")
 UNSEEN = ("gravity_x0.8", "gravity_x1.2")
@@ -103,7 +103,7 @@ def test_pooling_over_two_run_dirs(tmp_path):
     make_run(tmp_path / "c", seed=1, on=(999.0,))  # repeats base seed 1: ignored
     make_run(tmp_path / "d", method="om_sac", on=(7.0, 9.0))
     warnings = []
-    groups = tables.group_runs(tables.find_runs(tmp_path), warnings.append)
+    groups = runs.group_runs(runs.find_runs(tmp_path), warnings.append)
     assert set(groups) == {("hopper-gravity", 1, "reda", 3), ("hopper-gravity", 1, "om_sac", 3)}
     g = groups[("hopper-gravity", 1, "reda", 3)]
     assert len(g.runs) == 2 and any("repeats base seed 1" in w for w in warnings)
@@ -121,7 +121,7 @@ def test_pooling_over_two_run_dirs(tmp_path):
 def test_method_derived_from_config_for_old_results(tmp_path):
     for m in ("reda_wo_model", "reda_wo_adv", "reda_wo_up", "reda_wo_tc", "reda"):
         make_run(tmp_path / m, method=m, write_method=False)
-    assert {r.method for r in tables.find_runs(tmp_path)} == {
+    assert {r.method for r in runs.find_runs(tmp_path)} == {
         "reda_wo_model", "reda_wo_adv", "reda_wo_up", "reda_wo_tc", "reda"}
 
 
@@ -129,7 +129,7 @@ def test_config_difference_warns(tmp_path):
     make_run(tmp_path / "a", seed=0)
     make_run(tmp_path / "b", seed=1, extra_cfg={"data_preset": "mini"})
     warnings = []
-    tables.group_runs(tables.find_runs(tmp_path), warnings.append)
+    runs.group_runs(runs.find_runs(tmp_path), warnings.append)
     assert len(warnings) == 1 and "data_preset" in warnings[0]
 
 
@@ -148,7 +148,7 @@ def sweep_dir(tmp_path):
 
 
 def test_table_layouts(sweep_dir):
-    groups = tables.group_runs(tables.find_runs(sweep_dir))
+    groups = runs.group_runs(runs.find_runs(sweep_dir))
     t1, t2, t3, t4, t5 = tables.build_tables(groups)
     assert [r.label for r in t1.rows] == ["Hopper Gravity-1"]  # rows only for runs present
     row = t1.rows[0]
