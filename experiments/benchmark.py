@@ -17,6 +17,8 @@ Sections:
   eval     evaluation alone (the reda section's evaluation rows without the stage timing)
 Targets (see the README): wrappers >= 90% of bare; SAC >= 50% of the jnp.dot rate;
 5 vmapped tasks >= 0.95x one task's per-task throughput; scan faster than the loop.
+
+Length: one app, one section per figure the README reports.
 """
 from __future__ import annotations
 

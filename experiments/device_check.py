@@ -16,6 +16,9 @@ Writes DIR/device_check.json and DIR/device_check.md:
     (collection, stage 1, stage 2, stage 3, evaluations), from the measured per-update times
     and the preset's update counts. A projection, not a measurement.
 Parts are skipped (and said so) when the wall-time budget runs out.
+
+Length: one self-contained script sized for a short lease of an accelerator; its parts
+share one budget and one report.
 """
 from __future__ import annotations
 

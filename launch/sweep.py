@@ -30,6 +30,9 @@ starts the same command; jax.distributed.initialize (from the flags, or auto-det
 they are omitted) gives each host its index, the host runs the grid entries with
 index % process_count == process_index (as in `local`). Collect the datasets first
 (python -m launch.collect_all) when the hosts share a file system.
+
+Length: one grid and its four launch modes (list, local, slurm, multihost) share the grid
+expansion, the run arguments and the failure report; they stay together.
 """
 from __future__ import annotations
 

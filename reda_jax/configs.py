@@ -2,6 +2,10 @@
 
 Every field is documented where it is declared. Configs are frozen dataclasses, hashable,
 so they can be closed over by jitted factories; `to_dict` gives the JSON saved in each run.
+
+Length: every config section of every method in one module, each field with its
+docstring, so that one file lists every knob a run's config.json holds (and `--set` can
+reach); splitting it per method would scatter that one reference.
 """
 from __future__ import annotations
 

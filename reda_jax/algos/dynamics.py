@@ -33,6 +33,9 @@ meaningless. Improved members are copied into `best_params`.
 Dynamics models use inputs (s, a) and targets s' - s (`dynamics_arrays`); the reward model
 (s, a) -> r (`reward_arrays`). Everything is jittable and vmappable over any number of
 leading axes (tasks, seeds): no data-dependent Python control flow, no host round trips.
+
+Length: the ensemble's loss, epoch, holdout scores and early stopping form one learner
+(`make_gaussian_ensemble`) with its data helpers.
 """
 from __future__ import annotations
 

@@ -15,6 +15,10 @@ and scans whole epochs; nothing here touches the host.
            the real data, z = phi(context window of the same task) held fixed).
 
 Shapes: T training tasks, N rows per task, K window, ds/da dims, D = ds + da, Z = z dim.
+
+Length: the paper's Algorithm 1 in one module (its three stages and their method builder),
+so that it reads against the paper line by line; the parts it composes (ensembles,
+rollouts and rewards, InfoNCE, SAC) each have their own module.
 """
 from __future__ import annotations
 

@@ -16,6 +16,8 @@ Stages:
 3. E2 (`init_aggregator`, `encode`): attention aggregation of E1's per-transition embeddings
    of a window's transitions; trained by the meta-policy's critic loss (not here), with
    E1's parameters behind `jax.lax.stop_gradient`.
+
+Length: one baseline, one module (the method registry's rule).
 """
 from __future__ import annotations
 

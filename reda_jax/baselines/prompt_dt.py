@@ -35,6 +35,9 @@ Public API::
     make_prompt_dt(config, obs_dim, act_dim, num_tasks, window, state_mean, state_std,
                    target_return) -> PromptDT(init, update, epoch, act, predict, loss,
                                               sample_batch, module)
+
+Length: one baseline, one module (the method registry's rule): the GPT, its data, its
+learner and its method builder.
 """
 from __future__ import annotations
 

@@ -16,6 +16,9 @@ Flat arrays (N transitions, ds = observation dim, da = action dim), in episode o
     observations (N, ds) float32, actions (N, da) float32, rewards (N,) float32,
     next_observations (N, ds) float32, terminals (N,) bool, truncations (N,) bool.
 An episode ends at a transition whose terminal or truncation is True.
+
+Length: the store's format, its validation (every array and metadata check that names the
+problem) and its atomic writes are one contract; they are kept in one module.
 """
 from __future__ import annotations
 

@@ -40,6 +40,9 @@ Public API::
     env_seed(seed, task_index, episode_index) -> int     (the reset seed evaluate uses)
     summarize(result, train_task_names=None) -> dict (JSON-able)
     format_table({protocol: summary}) -> str (markdown)
+
+Length: both protocols share the batched episode loop, the context sources and the
+summary; one module keeps them from drifting apart.
 """
 from __future__ import annotations
 
