@@ -28,6 +28,7 @@ from reda_jax.configs import CollectConfig
 from reda_jax.data import replay
 from reda_jax.data.rollout import collect_transitions
 from reda_jax.envs.snapshot import get_env_state, set_env_state
+from reda_jax.envs.stepping import HostStepper
 from reda_jax.envs.tasks import TaskSpec, make_env
 from reda_jax.types import Transitions
 
@@ -150,14 +151,11 @@ class BehaviorCollector:
         insert_only = jax.jit(replay.insert, donate_argnums=0)
         env_steps = int(meta["env_steps"])
         recent = [list(r) for r in meta["recent_returns"]]
-        obs = np.stack([env.reset(seed=1000 * s)[0]
-                        for env, s in zip(self.envs, self.seeds)]).astype(np.float32)
-        running = np.zeros(len(self.members))
+        stepper = HostStepper.reset(self.envs, [1000 * s for s in self.seeds])
         if "envs" in meta:  # continue the episodes in progress exactly
             for env, snap in zip(self.envs, meta["envs"]):
                 set_env_state(env, snap)
-            obs = np.asarray(meta["obs"], np.float32)
-            running = np.asarray(meta["running_returns"], np.float64)
+            stepper = HostStepper(self.envs, meta["obs"], meta["running_returns"])
         m, n = len(self.members), cfg.update_every
         metrics = {}
         t0 = time.time()
@@ -172,22 +170,18 @@ class BehaviorCollector:
                     if env_steps < cfg.random_steps:
                         actions = rng.uniform(-1.0, 1.0, (m, self.act_dim)).astype(np.float32)
                     else:
-                        actions, key = self._act(state.actor_params, obs, key, False)
+                        actions, key = self._act(state.actor_params, stepper.obs, key, False)
                         actions = np.asarray(actions)
-                    for i, env in enumerate(self.envs):
-                        next_obs, reward, terminated, truncated, _ = env.step(actions[i])
-                        chunk["observations"][i, j] = obs[i]
-                        chunk["actions"][i, j] = actions[i]
-                        chunk["rewards"][i, j] = reward
-                        chunk["next_observations"][i, j] = next_obs
-                        chunk["terminals"][i, j] = terminated
-                        chunk["truncations"][i, j] = truncated and not terminated
-                        running[i] += reward
-                        if terminated or truncated:
-                            recent[i] = (recent[i] + [float(running[i])])[-10:]
-                            running[i] = 0.0
-                            next_obs, _ = env.reset()
-                        obs[i] = next_obs
+                    step = stepper.step(actions)
+                    chunk["observations"][:, j] = step.observations
+                    chunk["actions"][:, j] = step.actions
+                    chunk["rewards"][:, j] = step.rewards
+                    chunk["next_observations"][:, j] = step.next_observations
+                    chunk["terminals"][:, j] = step.terminated
+                    chunk["truncations"][:, j] = step.truncated & ~step.terminated
+                    for i, ret in enumerate(step.episode_returns):
+                        if ret is not None:
+                            recent[i] = (recent[i] + [ret])[-10:]
                     env_steps += 1
                 chunk_t = Transitions(**{f: jnp.asarray(v) for f, v in chunk.items()})
                 if env_steps > cfg.update_after:
@@ -198,8 +192,8 @@ class BehaviorCollector:
                 if progress is not None:
                     progress(n, {"env_steps": env_steps, "train_return": _recent_mean(recent)})
             meta = {"env_steps": env_steps, "recent_returns": recent,
-                    "envs": [get_env_state(env) for env in self.envs], "obs": obs.tolist(),
-                    "running_returns": running.tolist(),
+                    "envs": [get_env_state(env) for env in self.envs],
+                    "obs": stepper.obs.tolist(), "running_returns": stepper.running.tolist(),
                     "alpha": np.asarray(metrics.get("alpha", np.full(m, np.nan))).tolist(),
                     "critic_loss": np.asarray(metrics.get("critic_loss", np.full(m, np.nan))).tolist()}
             self._save(k, state, buffer, key, meta)
