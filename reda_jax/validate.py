@@ -107,11 +107,10 @@ def fail(message: str) -> None:
 
 
 def bad_input_types() -> tuple[type[BaseException], ...]:
-    """The exceptions `run_app` reports as one line: bad flags, datasets, run dirs."""
+    """The exceptions `run_app` reports as one line: bad flags, datasets (`data.store`'s
+    DatasetError is an InputError), run dirs."""
     from absl import app
-
-    from reda_jax.data.store import DatasetError
-    return (InputError, DatasetError, app.UsageError)
+    return (InputError, app.UsageError)
 
 
 def guarded(main: Callable[..., object]) -> Callable[..., object]:

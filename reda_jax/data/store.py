@@ -35,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from reda_jax.types import Transitions
+from reda_jax.validate import InputError
 
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations")
 FLOAT_FIELDS = ("observations", "actions", "rewards", "next_observations")
@@ -60,8 +61,9 @@ ACTION_BOUND = 1.0  # actions are stored in the Box(-1, 1) action space
 EXPECT_KEYS = ("dataset_id", "task_set", "task_name", "split", "group")
 
 
-class DatasetError(ValueError):
-    """A dataset on disk (or given to the writer) is missing, incomplete or malformed."""
+class DatasetError(InputError):
+    """A dataset on disk (or given to the writer) is missing, incomplete or malformed (a bad
+    input: apps report it as one line)."""
 
 
 class DatasetNotFound(DatasetError):
