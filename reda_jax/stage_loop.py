@@ -88,7 +88,6 @@ class StageLoop:
         self.workdir, self.config = Path(workdir), config
         self.show_progress, self.log = show_progress, log
         self.epoch_budget = epoch_budget
-        self.num_seeds = config.num_seeds
         self.metrics = MetricsLog(self.workdir)
         self.timing: dict[str, float] = read_timing(self.workdir)
 
@@ -154,7 +153,7 @@ class StageLoop:
         budget. Returns (the final state, its epoch)."""
         store = self.store(stage)
         state, epoch, done = store.restore(state)
-        state = shard_seeds(state, self.num_seeds)
+        state = shard_seeds(state, self.config.num_seeds)
         self._cut_logs(stage, epoch, done)
         if restored is not None:
             restored(epoch, done)
