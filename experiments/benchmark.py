@@ -263,7 +263,6 @@ def bench_eval(task_set) -> None:
     import tempfile
 
     from reda_jax.presets import train_preset
-    from reda_jax.stage_loop import seed_keys
     from reda_jax.train import Trainer
 
     print("[eval] evaluation env steps/s vs the bare simulator (mini preset's ReDA policy, "
@@ -275,8 +274,8 @@ def bench_eval(task_set) -> None:
             config = train_preset("mini", task_set.name, num_seeds=seeds)
             os.makedirs(f"{tmp}/{seeds}")
             tr = Trainer(config, data, f"{tmp}/{seeds}", show_progress=False)
-            rep = jax.jit(jax.vmap(tr.method.init_representation))(seed_keys(0, seeds, 2))
-            meta = jax.jit(jax.vmap(tr.method.init_meta))(seed_keys(0, seeds, 3))
+            rep = tr.init_state(tr.method.stage("representation"))
+            meta = tr.init_state(tr.method.policy_stage)
             rows.append(evaluation_row(task_set, tr, meta, rep, repeats=_REPEATS.value))
     report(rows)
 

@@ -190,7 +190,7 @@ def preset_epoch_flops(preset: str, task_set, seeds: int, train_rows: int | None
     """Matmul FLOPs of one full epoch of each stage of `preset` at `seeds` vmapped seeds,
     counted from the jaxpr (nothing is compiled or run; states are abstract). train_rows:
     synthetic transitions per training task (default: the preset's N)."""
-    from experiments.harness import synthetic_train_data
+    from experiments.harness import epoch_name, synthetic_train_data
     from reda_jax.presets import collect_preset, train_preset
     from reda_jax.stage_loop import epoch_keys, seed_keys
     from reda_jax.train import Trainer
@@ -198,24 +198,16 @@ def preset_epoch_flops(preset: str, task_set, seeds: int, train_rows: int | None
     rows = train_rows or collect_preset(cfg.data_preset, task_set.name).train_transitions
     data = synthetic_train_data(task_set, rows, 1000)
     tr = Trainer(cfg, data, tempfile.mkdtemp(), show_progress=False)
-    r = tr.method
-    k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
-    models = jax.eval_shape(jax.vmap(r.init_stage1, in_axes=(0, None)), k1, r.stage1_data)
-    rep = jax.eval_shape(jax.vmap(r.init_representation), k2)
-    meta = jax.eval_shape(jax.vmap(r.init_meta), k3)
-    return {
-        "dynamics epoch": perf.matmul_flops(jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
-                                            models, r.stage1_data, epoch_keys(k1, 1)),
-        "representation epoch": perf.matmul_flops(
-            jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)), rep, models,
-            data.train, epoch_keys(k2, 1)),
-        "meta-policy epoch": perf.matmul_flops(
-            jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)), meta, rep.encoder.params,
-            data.train, epoch_keys(k3, 1)),
-        "epochs": {"dynamics epoch": cfg.dynamics.max_epochs,
-                   "representation epoch": cfg.representation.num_epochs,
-                   "meta-policy epoch": cfg.meta.num_epochs},
-    }
+    out, epochs, upstream = {}, {}, {}
+    for stage in tr.method.stages:   # each epoch reads the previous stage's initial output
+        keys = seed_keys(0, seeds, stage.index)
+        state = jax.eval_shape(jax.vmap(stage.init, in_axes=(0, None)), keys, stage.data)
+        name = epoch_name(stage.name)
+        out[name] = perf.matmul_flops(jax.vmap(stage.epoch, in_axes=(0, 0, None, 0)), state,
+                                      upstream, stage.data, epoch_keys(keys, 1))
+        epochs[name] = stage.num_epochs
+        upstream = stage.output(state)
+    return {**out, "epochs": epochs}
 
 
 def _markdown(report: dict) -> str:

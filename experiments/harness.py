@@ -5,6 +5,7 @@ them all (`measure_stages`)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Callable
@@ -83,9 +84,15 @@ class StageProgram:
         return out
 
 
+def epoch_name(stage: str) -> str:
+    """'dynamics epoch', 'representation epoch', 'meta-policy epoch'."""
+    return f"{stage.replace('_', '-')} epoch"
+
+
 def stage_programs(task_set, config, data, workdir: str) -> tuple[list[StageProgram], Any]:
-    """The three ReDA stages' epochs of `config` (compiled, with initial states) and the
-    Trainer that made them (for evaluation). Seeds: config.num_seeds."""
+    """The epochs of every stage of `config`'s method (compiled, with initial states; each
+    reads the previous stage's initial output) and the Trainer that made them (for
+    evaluation). Seeds: config.num_seeds."""
     from reda_jax.algos.dynamics_data import epoch_updates
     from reda_jax.stage_loop import epoch_keys, seed_keys
     from reda_jax.train import Trainer
@@ -93,22 +100,18 @@ def stage_programs(task_set, config, data, workdir: str) -> tuple[list[StageProg
     seeds = config.num_seeds
     os.makedirs(workdir, exist_ok=True)
     tr = Trainer(config, data, workdir, show_progress=False)
-    r = tr.method
-    k1, k2, k3 = (seed_keys(0, seeds, g) for g in (1, 2, 3))
-    models = jax.jit(jax.vmap(r.init_stage1, in_axes=(0, None)))(k1, r.stage1_data)
-    rep = jax.jit(jax.vmap(r.init_representation))(k2)
-    meta = jax.jit(jax.vmap(r.init_meta))(k3)
-    specs = [
-        ("dynamics epoch", tr.stage1_epoch_fn, jax.vmap(r.stage1_epoch, in_axes=(0, None, 0)),
-         lambda s: (s, r.stage1_data, epoch_keys(k1, 1)), models,
-         epoch_updates(r.stage1_data, config.dynamics.batch_size)[0]),
-        ("representation epoch", tr.representation_epoch_fn,
-         jax.vmap(r.representation_epoch, in_axes=(0, 0, None, 0)),
-         lambda s: (s, models, data.train, epoch_keys(k2, 1)), rep, None),
-        ("meta-policy epoch", tr.meta_epoch_fn, jax.vmap(r.meta_epoch, in_axes=(0, 0, None, 0)),
-         lambda s: (s, rep.encoder.params, data.train, epoch_keys(k3, 1)), meta,
-         config.meta.updates_per_epoch),
-    ]
+    specs, upstream = [], {}
+    for stage in tr.method.stages:   # each epoch reads the previous stage's initial output
+        keys = epoch_keys(seed_keys(0, seeds, stage.index), 1)
+        state = tr.init_state(stage)
+        specs.append((epoch_name(stage.name), tr.epoch_fns[stage.name],
+                      jax.vmap(stage.epoch, in_axes=(0, 0, None, 0)),
+                      functools.partial(lambda up, d, k, s: (s, up, d, k), upstream,
+                                        stage.data, keys),
+                      state, epoch_updates(stage.data, config.dynamics.batch_size)[0]
+                      if stage.name == "dynamics" else config.meta.updates_per_epoch
+                      if stage.name == "meta_policy" else None))
+        upstream = stage.output(state)
     out = []
     for name, jitted, plain, args, state, updates in specs:
         flops = perf.matmul_flops(plain, *args(state))

@@ -153,8 +153,9 @@ def main(argv):
             trainer = Trainer(config, train_data, run_dir, show_progress=_PROGRESS.value)
             out = encoders.encoder_readout(trainer.method, config, data,
                                            *trainer.train_encoder(), _NUM_WINDOWS.value)
-            if trainer.method.stage1 == "dynamics":   # finished: restored, not retrained
-                models = trainer.train_stage1()
+            dynamics = trainer.method.stage("dynamics")
+            if dynamics is not None and config.algo == "reda":   # finished: restored
+                models = trainer.train_stage(dynamics)
                 out.update(encoders.dynamics_readout(config, train_data, models,
                                                      _NUM_WINDOWS.value))
                 out.update(encoders.physics_readout(config, train_data, models))

@@ -20,9 +20,12 @@ over seeds and runs.
 Every context-based method reads the same K-token context windows (tokens (s_t, a_{t-1}))
 in training and in both evaluation protocols; Prompt-DT reads the window as its prompt.
 
-Each method is declared once, in its own module, by a builder `MethodInputs -> Method`
-(`reda_jax.algos.reda.reda_method`, `reda_jax.baselines.*`), and registered by name in
-`configs.METHOD_BUILDERS`; `make_method` looks it up.
+A method is a short list of `Stage` records (name, init, epoch function, epochs,
+convergence test, the data they read), ending with the stage that trains the acting
+policy, plus how it acts and encodes. Each is declared once, in its own module, by a
+builder `MethodInputs -> Method` (`reda_jax.algos.reda.reda_method`, `reda_jax.baselines.*`),
+and registered by name in `configs.METHOD_BUILDERS`; `make_method` looks it up.
+`reda_jax.train.Trainer` runs the stages in order through one `stage_loop.StageLoop`.
 """
 from __future__ import annotations
 
@@ -37,54 +40,89 @@ from reda_jax.configs import METHOD_BUILDERS, TrainConfig
 from reda_jax.data import stats
 from reda_jax.data.train_data import TrainData
 from reda_jax.envs.tasks import TaskSet
+from reda_jax.metrics_log import STAGES
+
+
+def _identity(state):
+    return state
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage of a method: pure functions of ONE seed (the Trainer vmaps them
+    over seeds) and the data they read.
+
+    name: the stage's slot in the pipeline, one of `metrics_log.STAGES` ('dynamics',
+        'representation', 'meta_policy'): its checkpoint directory, its metrics.csv stage
+        and its RNG stream (`stage_loop.seed_keys` index STAGES.index(name) + 1).
+    label: what logs and the progress bar call it ('stage 1: dynamics').
+    init(key, data) -> state.
+    epoch(state, upstream, data, key) -> (state, metrics): one epoch (a `lax.scan` of
+        updates); upstream is the previous stage's `output` ({} for a first stage).
+    num_epochs: at most this many epochs.
+    data: what init and epoch read (the training DeviceDataset (T, ...), ReDA's
+        `dynamics_data.DynamicsData`, Prompt-DT's `prompt_dt.DTData`).
+    output(state) -> what the next stage reads (default: the state itself; a stage before
+        the policy stage outputs the encoder parameters the policy stage keeps fixed).
+    converged(state) -> () bool: stop before num_epochs (None: never).
+    progress: metric-name endings shown on the progress bar (means over seeds).
+    """
+
+    name: str
+    label: str
+    init: Callable
+    epoch: Callable
+    num_epochs: int
+    data: Any
+    output: Callable[[Any], Any] = _identity
+    converged: Callable | None = None
+    progress: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.name not in STAGES:
+            raise ValueError(f"stage name must be one of {STAGES}, got {self.name!r}")
+
+    @property
+    def index(self) -> int:
+        """1, 2 or 3: the stage's place in the pipeline (its RNG stream)."""
+        return STAGES.index(self.name) + 1
 
 
 class Method(NamedTuple):
-    """Pure functions of one seed (see the module doc) and the data its stages read.
-    Absent stages are None.
+    """A method of the paper's tables: its stages and how its policy acts (pure functions of
+    one seed; see the module doc).
 
-    stage1: None, 'dynamics' or 'generative' (the stage's name in logs);
-        stage1_data: what its functions read (ReDA: `dynamics_data.DynamicsData`; CORRO: the
-        training DeviceDataset (T, ...)); init_stage1(key, data) -> state;
-        stage1_epoch(state, data, key) -> (state, metrics); stage1_converged(state) -> ()
-        bool; stage1_epochs: max.
-    init_representation(key) -> state; representation_epoch(state, stage1_state, data, key)
-        -> (state, metrics) on the training DeviceDataset; representation_epochs;
-        frozen_params(rep_state | None) -> the encoder params fixed in stage 3.
-    init_meta(key) -> state; meta_epoch(state, frozen, meta_data, key) -> (state, metrics);
-        meta_epochs, eval_every; meta_data: what stage 3 reads (the training DeviceDataset,
-        or Prompt-DT's `prompt_dt.DTData`).
-    act_params(meta_state) -> the part of the stage-3 state acting reads (the actor, and
-        encoder params trained in stage 3); act(act_params, frozen, query, context, mask[,
-        hist]) -> actions; history: steps of own history act needs (0: none).
-    encode(frozen, trainable, query, tokens, mask) -> z, trainable_params(meta_state); None
-        for a method without a learned task representation (prompt_dt, bc, oracle).
+    stages: in pipeline order; the last ('meta_policy') trains the acting policy and reads
+        the previous stage's output as the frozen encoder parameters ({} if it is the only
+        stage).
+    act_params(policy_state) -> the part of the last stage's state acting reads (the
+        actor, and encoder params trained in that stage); act(act_params, frozen, query,
+        context, mask[, hist]) -> actions; history: steps of own history act needs (0:
+        none). eval_every: the policy stage is evaluated every this many epochs.
+    encode(frozen, trainable, query, tokens, mask) -> z, trainable_params(policy_state);
+        encode None for a method without a learned task representation (prompt_dt, bc,
+        oracle).
     task_conditioned: act takes the true task's features as a keyword `task` (oracle).
     """
 
     name: str
-    stage1: str | None
-    stage1_data: Any
-    init_stage1: Callable | None
-    stage1_epoch: Callable | None
-    stage1_converged: Callable | None
-    stage1_epochs: int
-    init_representation: Callable | None
-    representation_epoch: Callable | None
-    representation_epochs: int
-    frozen_params: Callable[[Any], Any]
-    init_meta: Callable
-    meta_epoch: Callable
-    meta_epochs: int
-    eval_every: int
-    meta_data: Any
+    stages: tuple[Stage, ...]
     act_params: Callable[[Any], Any]
     act: Callable
     history: int
     encode: Callable | None
     trainable_params: Callable[[Any], Any]
     window: int
+    eval_every: int
     task_conditioned: bool = False
+
+    @property
+    def policy_stage(self) -> Stage:
+        return self.stages[-1]
+
+    def stage(self, name: str) -> Stage | None:
+        """The stage of that name, None if the method has none."""
+        return next((s for s in self.stages if s.name == name), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,30 +178,46 @@ class MethodInputs:
         return dict(reward_range=stats.reward_range(arrays), state_stats=self.state_stats,
                     action_std=stats.action_std(arrays))
 
-    def no_stages(self) -> dict:
-        """Method fields of a method with stage 3 only, on the training windows (a builder
-        overrides what it has)."""
-        mcfg = self.config.meta
-        return dict(stage1=None, stage1_data=None, init_stage1=None, stage1_epoch=None,
-                    stage1_converged=None, stage1_epochs=0, init_representation=None,
-                    representation_epoch=None, representation_epochs=0,
-                    frozen_params=no_frozen, history=0, window=self.window,
-                    meta_data=self.data.train, meta_epochs=mcfg.num_epochs,
-                    eval_every=mcfg.eval_every)
+    def policy_stage(self, init: Callable, epoch: Callable, data: Any = None,
+                     num_epochs: int | None = None) -> Stage:
+        """The 'meta_policy' stage: init(key) -> state, epoch(state, frozen, data, key) on
+        `data` (default: the training windows) for `num_epochs` (default: the meta config's)."""
+        return Stage("meta_policy", "stage 3: meta-policy", lambda key, _data: init(key),
+                     epoch, self.config.meta.num_epochs if num_epochs is None else num_epochs,
+                     self.data.train if data is None else data)
+
+    def method(self, name: str, stages, act_params, act, encode=None,
+               trainable_params=None, history: int = 0, eval_every: int | None = None,
+               task_conditioned: bool = False) -> Method:
+        """A Method of this run's context window (eval_every default: the meta config's)."""
+        return Method(name=name, stages=tuple(stages), act_params=act_params, act=act,
+                      history=history, encode=encode,
+                      trainable_params=trainable_params or no_params, window=self.window,
+                      eval_every=self.config.meta.eval_every if eval_every is None
+                      else eval_every, task_conditioned=task_conditioned)
 
 
-def no_frozen(_rep_state) -> dict:
+def no_params(_state) -> dict:
     return {}
 
 
-def context_method(inputs: MethodInputs, name: str, learner, **fields) -> Method:
-    """A Method whose stage 3 is `learner` (an `algos.meta.MetaLearner`: SAC+BC or BC on the
-    encoded context); `fields` are its earlier stages (and any other Method field)."""
-    return Method(**{**inputs.no_stages(), **fields}, name=name, init_meta=learner.init,
-                  meta_epoch=learner.epoch,
-                  act_params=lambda ms: (ms.policy.actor_params, ms.encoder),
-                  act=lambda p, frozen, q, c, m: learner.act(p[0], frozen, p[1], q, c, m),
-                  encode=learner.encode, trainable_params=lambda ms: ms.encoder)
+def context_method(inputs: MethodInputs, name: str, learner, stages=(), **fields) -> Method:
+    """A Method whose policy stage is `learner` (an `algos.meta.MetaLearner`: SAC+BC or BC on
+    the encoded context) after `stages`; `fields`: other `MethodInputs.method` arguments."""
+    return inputs.method(
+        name, (*stages, inputs.policy_stage(learner.init, learner.epoch)),
+        act_params=lambda ms: (ms.policy.actor_params, ms.encoder),
+        act=lambda p, frozen, q, c, m: learner.act(p[0], frozen, p[1], q, c, m),
+        encode=learner.encode, trainable_params=lambda ms: ms.encoder, **fields)
+
+
+def representation_stage(init: Callable, epoch: Callable, num_epochs: int, data: Any,
+                         output: Callable) -> Stage:
+    """The 'representation' stage: init(key) -> state, epoch(state, upstream, data, key),
+    output(state) -> the encoder parameters the policy stage keeps fixed."""
+    return Stage("representation", "stage 2: representation", lambda key, _data: init(key),
+                 epoch, num_epochs, data, output=output,
+                 progress=("/loss", "test_task_id_accuracy"))
 
 
 def prefixed(epoch_fn: Callable, prefix: str) -> Callable:

@@ -26,7 +26,7 @@ from reda_jax.stage_checkpoints import StageCheckpoints
 from reda_jax.validate import InputError
 
 SCANNED = ("encoder/", "adversary/", "meta/", "generative/")
-# Wall seconds per stage ('stage1_s', 'representation_s', 'meta_policy_s', 'evaluation_s'),
+# Wall seconds per stage ('dynamics_s', 'representation_s', 'meta_policy_s', 'evaluation_s'),
 # summed over every process that worked on the run (epochs redone after a kill included).
 TIMING_FILE = "timing.json"
 

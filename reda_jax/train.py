@@ -1,12 +1,13 @@
-"""One run of any method (`reda_jax.methods`): its stages 1-3 in order, each through the
-shared `stage_loop.StageLoop` (checkpoints and resume, NaN guard, metrics, timing), then
-the final evaluation in the real simulator, embeddings.npz and results.json.
+"""One run of any method (`reda_jax.methods`): its declared stages in order, each through
+the shared `stage_loop.StageLoop` (checkpoints and resume, NaN guard, metrics, timing),
+then the final evaluation in the real simulator, embeddings.npz and results.json.
 
 Every learner state has a leading seed axis S; each epoch is one jitted call of
-`jax.vmap(epoch_fn)` whose body is a `lax.scan` over update steps. Stage 2 logs the
-encoder's task-identification accuracy each epoch where the encoder is then final; stage 3
-evaluates both protocols every `eval_every` epochs (eval_history.jsonl). Keys follow
-`stage_loop.seed_keys` (stages 1-3; read-outs have their own indices, `eval.encoders`).
+`jax.vmap(stage.epoch)` whose body is a `lax.scan` over update steps. The stage before the
+policy stage logs the encoder's task-identification accuracy each epoch where the encoder
+is then final; the policy stage evaluates both protocols every `eval_every` epochs
+(eval_history.jsonl). Keys follow `stage_loop.seed_keys` (a stage's index in
+`metrics_log.STAGES`; read-outs have their own indices, `eval.encoders`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from reda_jax.eval import encoders, protocols
 from reda_jax.eval import eval_history
 from reda_jax.eval.eval_history import append_history, read_history, truncate_history
 from reda_jax.method_names import method_of
-from reda_jax.methods import Method, make_method, task_features
+from reda_jax.methods import Method, Stage, make_method, task_features
 from reda_jax.run_info import write_json_atomic
 from reda_jax.stage_checkpoints import resume_position
 from reda_jax.stage_loop import StageLoop, epoch_keys, seed_keys
@@ -47,16 +48,10 @@ class Trainer:
         self.num_seeds = config.num_seeds
         self.method: Method = make_method(config, data)
         m = self.method
-        # The method's epoch functions and policy, vmapped over seeds and jitted (public:
+        # Each stage's epoch function, vmapped over seeds and jitted (public:
         # experiments/harness.py and the benchmarks time exactly what a run executes).
-        if m.stage1 is not None:
-            self.stage1_epoch_fn = jax.jit(jax.vmap(m.stage1_epoch, in_axes=(0, None, 0)),
-                                           donate_argnums=0)
-        if m.init_representation is not None:
-            self.representation_epoch_fn = jax.jit(
-                jax.vmap(m.representation_epoch, in_axes=(0, 0, None, 0)), donate_argnums=0)
-        self.meta_epoch_fn = jax.jit(jax.vmap(m.meta_epoch, in_axes=(0, 0, None, 0)),
-                                     donate_argnums=0)
+        self.epoch_fns = {st.name: jax.jit(jax.vmap(st.epoch, in_axes=(0, 0, None, 0)),
+                                           donate_argnums=0) for st in m.stages}
         if m.encode is not None:
             self._accuracy = encoders.make_accuracy_fn(m)
             self._embed = encoders.make_embed_fn(m)
@@ -77,78 +72,80 @@ class Trainer:
         return np.asarray(jax.device_get(self._embed(*self.final_params, data, keys)))
 
     # ------------------------------------------------------------------ stages
-    def train_stage1(self):
-        """Stage 1 ('dynamics' directory): ReDA's models or CORRO's CVAE."""
+    def init_state(self, stage: Stage):
+        """The stage's initial state, seeds leading."""
+        keys = seed_keys(self.config.seed, self.num_seeds, stage.index)
+        return jax.jit(jax.vmap(stage.init, in_axes=(0, None)))(keys, stage.data)
+
+    def train_stage(self, stage: Stage, upstream=None):
+        """Trains (or restores, where finished) one stage that precedes the policy stage;
+        upstream: the previous stage's output ({} for a first stage). The stage just before
+        the policy stage logs the encoder's accuracies each epoch if the encoder is then
+        final. -> the stage's final state."""
         m = self.method
-        keys = seed_keys(self.config.seed, self.num_seeds, 1)
-        state = jax.jit(jax.vmap(m.init_stage1, in_axes=(0, None)))(keys, m.stage1_data)
-        converged = jax.jit(jax.vmap(m.stage1_converged))
-
-        def epoch_fn(state, epoch):
-            return self.stage1_epoch_fn(state, m.stage1_data, epoch_keys(keys, epoch))
-
-        def postfix(state, epoch, done, seeds):
-            key = "dynamics/holdout_mse" if "dynamics/holdout_mse" in seeds else next(iter(seeds))
-            return {key.split("/")[-1]: f"{seeds[key].mean():.4g}"}
-
-        state, _ = self.loop.run("dynamics", f"stage 1: {m.stage1}", "stage1_s", state,
-                                 m.stage1_epochs, epoch_fn,
-                                 converged=lambda s: bool(np.all(converged(s))),
-                                 after_epoch=postfix)
-        return state
-
-    def train_representation(self, stage1_state):
-        """Stage 2 ('representation'); stage1_state may be a callable that makes it (called
-        only if the stage still has epochs to run)."""
-        m = self.method
-        keys = seed_keys(self.config.seed, self.num_seeds, 2)
-        state = jax.jit(jax.vmap(m.init_representation))(keys)
+        keys = seed_keys(self.config.seed, self.num_seeds, stage.index)
+        epoch_fn_s = self.epoch_fns[stage.name]
+        upstream = {} if upstream is None else upstream
+        log_accuracy = (m.encode is not None and stage is m.stages[-2]
+                        and not self.trains_encoder_in_meta())
         acc_keys = seed_keys(self.config.seed, self.num_seeds, encoders.ACCURACY_KEYS)
-        final_encoder = not self.trains_encoder_in_meta()
-
-        def restored(epoch, done):
-            nonlocal stage1_state
-            if not done and callable(stage1_state):
-                stage1_state = stage1_state()
 
         def epoch_fn(state, epoch):
-            state, metrics = self.representation_epoch_fn(state, stage1_state, self.data.train,
-                                                          epoch_keys(keys, epoch))
-            if final_encoder:  # the encoder is final: its accuracies are meaningful now
-                acc = self._accuracy(m.frozen_params(state), {},
-                                     self.data.train, self.data.test_train_tasks,
-                                     epoch_keys(acc_keys, epoch))
+            state, metrics = epoch_fn_s(state, upstream, stage.data, epoch_keys(keys, epoch))
+            if log_accuracy:
+                acc = self._accuracy(stage.output(state), {}, self.data.train,
+                                     self.data.test_train_tasks, epoch_keys(acc_keys, epoch))
                 metrics = {**metrics, **{f"encoder/{k}": v for k, v in acc.items()}}
             return state, metrics
 
         def postfix(state, epoch, done, seeds):
-            return {k.split("/")[-1]: f"{v.mean():.3f}" for k, v in seeds.items()
-                    if k.endswith(("/loss", "test_task_id_accuracy"))}
+            return {k.split("/")[-1]: f"{v.mean():.4g}" for k, v in seeds.items()
+                    if k.endswith(stage.progress)}
 
-        state, _ = self.loop.run("representation", "stage 2: representation",
-                                 "representation_s", state, m.representation_epochs,
-                                 epoch_fn, restored=restored, after_epoch=postfix)
+        converged = None
+        if stage.converged is not None:
+            converged_s = jax.jit(jax.vmap(stage.converged))
+            converged = lambda state: bool(np.all(converged_s(state)))
+        state, _ = self.loop.run(stage.name, stage.label, f"{stage.name}_s",
+                                 self.init_state(stage), stage.num_epochs, epoch_fn,
+                                 converged=converged, after_epoch=postfix)
         return state
 
+    def train_encoder_stages(self):
+        """Trains (or restores) every stage before the policy stage; stages before a
+        finished one are skipped (its output does not need them). -> the policy stage's
+        upstream: the frozen encoder parameters ({} if there is no earlier stage)."""
+        earlier = self.method.stages[:-1]
+        done = [i for i, st in enumerate(earlier) if self._finished(st.name)]
+        upstream = {}
+        for stage in earlier[max(done, default=0):]:
+            upstream = stage.output(self.train_stage(stage, upstream))
+        return upstream
+
+    def _finished(self, stage: str) -> bool:
+        return ((self.workdir / "checkpoints" / stage).is_dir()
+                and self.loop.store(stage).done())
+
     def trains_encoder_in_meta(self) -> bool:
-        """Whether stage 3 trains encoder parameters too (om_sac, om_bc, corro's E2)."""
-        shapes = jax.eval_shape(jax.vmap(self.method.init_meta),
-                                seed_keys(self.config.seed, self.num_seeds, 3))
+        """Whether the policy stage trains encoder parameters too (om_sac, om_bc, corro's
+        E2)."""
+        policy = self.method.policy_stage
+        shapes = jax.eval_shape(jax.vmap(policy.init, in_axes=(0, None)),
+                                seed_keys(self.config.seed, self.num_seeds, policy.index),
+                                policy.data)
         return bool(jax.tree.leaves(self.method.trainable_params(shapes)))
 
     def train_encoder(self) -> tuple[Any, Any]:
-        """Trains only as far as the encoder is final: stages 1-2, or the whole run where
-        stage 3 trains encoder parameters too. -> (frozen, trainable) encoder parameters
-        with a leading seed axis (what `eval.encoders.encoder_readout` reads)."""
-        m = self.method
-        if m.encode is None:
+        """Trains only as far as the encoder is final: the stages before the policy stage,
+        or the whole run where the policy stage trains encoder parameters too. ->
+        (frozen, trainable) encoder parameters with a leading seed axis (what
+        `eval.encoders.encoder_readout` reads)."""
+        if self.method.encode is None:
             raise InputError(f"{self.config.algo!r} has no learned task representation")
         if self.trains_encoder_in_meta():
             self.run()
             return self.final_params
-        stage1 = self.train_stage1() if m.stage1 is not None else None
-        rep = self.train_representation(stage1) if m.init_representation is not None else None
-        return m.frozen_params(rep), {}
+        return self.train_encoder_stages(), {}
 
     def evaluate_policy(self, meta_state, frozen, protocol: str,
                         contexts: Mapping[str, Any] | None = None) -> dict:
@@ -182,14 +179,16 @@ class Trainer:
     def _history_path(self) -> Path:
         return self.workdir / eval_history.FILE
 
-    def train_meta(self, frozen):
-        """Stage 3 ('meta_policy'), evaluated every eval_every epochs and at its end."""
+    def train_policy(self, frozen):
+        """The policy stage ('meta_policy'), evaluated every eval_every epochs and at its
+        end; frozen: the earlier stages' encoder parameters."""
         m = self.method
-        keys = seed_keys(self.config.seed, self.num_seeds, 3)
-        state = jax.jit(jax.vmap(m.init_meta))(keys)
+        stage = m.policy_stage
+        keys = seed_keys(self.config.seed, self.num_seeds, stage.index)
+        epoch_fn_s = self.epoch_fns[stage.name]
 
         def epoch_fn(state, epoch):
-            return self.meta_epoch_fn(state, frozen, m.meta_data, epoch_keys(keys, epoch))
+            return epoch_fn_s(state, frozen, stage.data, epoch_keys(keys, epoch))
 
         def evaluate(state, epoch, done, seeds):
             if epoch % m.eval_every and not done:
@@ -201,8 +200,9 @@ class Trainer:
                     "off": f"{summary['off_policy']['mean_return']:.0f}"}
 
         state, epoch = self.loop.run(
-            "meta_policy", "stage 3: meta-policy", "meta_policy_s", state, m.meta_epochs,
-            epoch_fn, restored=lambda epoch, done: truncate_history(self._history_path, epoch),
+            stage.name, stage.label, f"{stage.name}_s", self.init_state(stage),
+            stage.num_epochs, epoch_fn,
+            restored=lambda epoch, done: truncate_history(self._history_path, epoch),
             after_epoch=evaluate)
         history = read_history(self._history_path)
         if not history or history[-1]["epoch"] != epoch:
@@ -219,15 +219,8 @@ class Trainer:
         if position is not None:
             self.log(f"resuming from {position[0]} epoch {position[1]}")
         t0 = time.time()
-        stage1 = self.train_stage1 if m.stage1 is not None else None
-        rep_done = (m.init_representation is not None
-                    and (self.workdir / "checkpoints" / "representation").is_dir()
-                    and self.loop.store("representation").done())
-        if stage1 is not None and not rep_done:  # a finished stage 2 no longer needs it
-            stage1 = stage1()
-        rep = self.train_representation(stage1) if m.init_representation is not None else None
-        frozen = m.frozen_params(rep)
-        meta_state = self.train_meta(frozen)
+        frozen = self.train_encoder_stages()
+        meta_state = self.train_policy(frozen)
         self.final_state = (meta_state, frozen)   # for evaluate_policy(*final_state, ...)
         acc = self._final_encoder() if m.encode is not None else {}
         results = self._results(read_history(self._history_path)[-1], acc,

@@ -34,7 +34,7 @@ from reda_jax.algos.sac import SACState, make_sac
 from reda_jax.configs import TrainConfig
 from reda_jax.data import ring
 from reda_jax.data.context import DeviceDataset, sample_task_windows
-from reda_jax.methods import Method, MethodInputs, context_method
+from reda_jax.methods import Method, MethodInputs, Stage, context_method, representation_stage
 from reda_jax.types import Transitions
 
 
@@ -372,13 +372,13 @@ def reda_method(inputs: MethodInputs) -> Method:
         config.encoder.z_dim,
         encode=lambda frozen, trainable, q, t, m: r.encoder.encode(frozen, q, t, m),
         **inputs.stage3_stats())
-    stage1 = {}
+    stages = []
     if uses_models:
-        stage1 = dict(stage1="dynamics", stage1_data=data, init_stage1=r.init_models,
-                      stage1_epoch=r.dynamics_epoch, stage1_converged=r.models_converged,
-                      stage1_epochs=config.dynamics.max_epochs)
-    return context_method(inputs, "reda", learner, **stage1,
-                          init_representation=r.init_representation,
-                          representation_epoch=r.representation_epoch,
-                          representation_epochs=config.representation.num_epochs,
-                          frozen_params=lambda rep: rep.encoder.params)
+        stages.append(Stage("dynamics", "stage 1: dynamics", r.init_models,
+                            lambda state, _up, data, key: r.dynamics_epoch(state, data, key),
+                            config.dynamics.max_epochs, data, converged=r.models_converged,
+                            progress=("dynamics/holdout_mse",)))
+    stages.append(representation_stage(r.init_representation, r.representation_epoch,
+                                       config.representation.num_epochs, inputs.data.train,
+                                       output=lambda rep: rep.encoder.params))
+    return context_method(inputs, "reda", learner, stages)

@@ -31,7 +31,7 @@ import optax
 
 from reda_jax.configs import CorroConfig
 from reda_jax.data.context import DeviceDataset
-from reda_jax.methods import Method, MethodInputs, context_method, prefixed
+from reda_jax.methods import Method, MethodInputs, Stage, context_method, prefixed, representation_stage
 from reda_jax.networks.transition_encoder import AttentionAggregator, RlkitMLP, TransitionMLP, \
     transitions_from_tokens
 from reda_jax.optim import apply_gradients
@@ -314,12 +314,12 @@ def corro_method(inputs: MethodInputs) -> Method:
         inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, ccfg.z_dim,
         encode=corro.encode, init_trainable=corro.init_aggregator,
         encoder_lr=ccfg.learning_rate, **inputs.stage3_stats())
-    return context_method(
-        inputs, "corro", learner, stage1="generative", stage1_data=inputs.data.train,
-        init_stage1=lambda key, _data: corro.init_generative(key),
-        stage1_epoch=prefixed(corro.generative_epoch, "generative/"),
-        stage1_converged=lambda _s: jnp.asarray(False),
-        stage1_epochs=ccfg.cvae_epochs, init_representation=corro.init,
-        representation_epoch=prefixed(lambda s, cvae, data, key: corro.epoch(
-            s, cvae.params, data, key), "encoder/"),
-        representation_epochs=ccfg.num_epochs, frozen_params=corro.params)
+    generative = Stage("dynamics", "stage 1: generative", lambda key, _data: corro.init_generative(key),
+                       prefixed(lambda s, _up, data, key: corro.generative_epoch(s, data, key),
+                                "generative/"),
+                       ccfg.cvae_epochs, inputs.data.train, progress=("generative/loss",))
+    representation = representation_stage(
+        corro.init, prefixed(lambda s, cvae, data, key: corro.epoch(s, cvae.params, data, key),
+                             "encoder/"),
+        ccfg.num_epochs, inputs.data.train, output=corro.params)
+    return context_method(inputs, "corro", learner, [generative, representation])

@@ -27,7 +27,7 @@ import optax
 from reda_jax.algos import contrastive
 from reda_jax.configs import FocalConfig
 from reda_jax.data.context import DeviceDataset, sample_task_windows
-from reda_jax.methods import Method, MethodInputs, context_method, prefixed
+from reda_jax.methods import Method, MethodInputs, context_method, prefixed, representation_stage
 from reda_jax.networks.transition_encoder import TransitionMLP, masked_mean, \
     transitions_from_tokens
 from reda_jax.optim import apply_gradients
@@ -173,8 +173,6 @@ def focal_method(inputs: MethodInputs) -> Method:
         inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, fcfg.z_dim,
         encode=lambda frozen, trainable, q, t, m: focal.encode(frozen, q, t, m),
         **inputs.stage3_stats())
-    return context_method(
-        inputs, "focal", learner, init_representation=focal.init,
-        representation_epoch=prefixed(lambda s, _models, data, key: focal.epoch(s, data, key),
-                                      "encoder/"),
-        representation_epochs=fcfg.num_epochs, frozen_params=focal.params)
+    return context_method(inputs, "focal", learner, [representation_stage(
+        focal.init, prefixed(lambda s, _up, data, key: focal.epoch(s, data, key), "encoder/"),
+        fcfg.num_epochs, inputs.data.train, output=focal.params)])

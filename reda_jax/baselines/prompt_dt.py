@@ -395,12 +395,9 @@ def prompt_dt_method(inputs: MethodInputs) -> Method:
     mean, std = inputs.state_stats
     dt = make_prompt_dt(pcfg, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
                         mean, std, target_return(arrays))
-    return Method(**{**inputs.no_stages(), "meta_epochs": pcfg.num_epochs,
-                     "eval_every": pcfg.eval_every, "history": pcfg.history,
-                     "meta_data": make_dt_data(arrays)},
-                  name="prompt_dt", init_meta=dt.init,
-                  meta_epoch=prefixed(lambda s, _frozen, data, key: dt.epoch(s, data, key),
-                                      "meta/"),
-                  act_params=lambda s: s.params,
-                  act=lambda p, _frozen, q, c, m, hist: dt.act(p, q, c, m, hist),
-                  encode=None, trainable_params=lambda _s: {})
+    stage = inputs.policy_stage(
+        dt.init, prefixed(lambda s, _frozen, data, key: dt.epoch(s, data, key), "meta/"),
+        make_dt_data(arrays), pcfg.num_epochs)
+    return inputs.method("prompt_dt", [stage], act_params=lambda s: s.params,
+                         act=lambda p, _frozen, q, c, m, hist: dt.act(p, q, c, m, hist),
+                         history=pcfg.history, eval_every=pcfg.eval_every)
