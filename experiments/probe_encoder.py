@@ -15,8 +15,10 @@ over seeds x collections.
 
 --task_set=didactic: the didactic data (`reda_jax.report.didactic`), one collection per
 --collect_seeds, collected (or reused) under <data_dir>/collect<k>/data, by default the
-tree `experiments.didactic` uses. Any other task set: its datasets at --data_dir (collected
-there first if missing), one collection. Methods
+tree `experiments.didactic` uses. Any other task set: one collection per --collect_seeds
+(default: the preset's collection seed only), the preset's at --data_dir (default
+runs/data/<preset>/<task_set>) and seed s at <data_dir>-seed<s> (each collected there
+first if missing, `python -m experiments.collect --seed=s` makes the same). Methods
 are algos (reda, focal, ...) or ReDA ablations (reda_wo_model, reda_wo_adv, reda_wo_up,
 reda_wo_tc). Runs land in <workdir>/<task set>/<collection>/<method>-<variant> and
 resume; --stage1_from=default reuses the default's dynamics models for a stage-2 variant.
@@ -50,7 +52,8 @@ _SET = flags.DEFINE_multi_string(
     "--set=representation.horizon=5 (repeatable; values are Python literals).")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Learner seeds per collection (vmapped).")
 _COLLECT_SEEDS = flags.DEFINE_list("collect_seeds", ["0", "1"],
-                                   "Didactic: independent data collections.")
+                                   "Seeds of independent data collections (task sets: "
+                                   "default the preset's collection seed only).")
 _PRESET = flags.DEFINE_enum("preset", None, ["default", *presets.PRESETS],
                             "Didactic: default | smoke (default: default); task sets: a "
                             "configs preset (default: mini).")
@@ -58,7 +61,8 @@ _CHECKPOINTS = flags.DEFINE_enum("checkpoints", "1", ["1", "3", "5"],
                                  "Task sets: behavior checkpoints per task.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Didactic: the collections' root "
                                 "(default runs/didactic, experiments.didactic's); task sets: "
-                                "dataset directory (default runs/data/<preset>/<task_set>).")
+                                "the preset seed's dataset directory (default "
+                                "runs/data/<preset>/<task_set>; seed s: <data_dir>-seed<s>).")
 _STAGE1_FROM = flags.DEFINE_string(
     "stage1_from", None, "Variant whose finished stage 1 (dynamics models, CVAE) each method "
     "reuses in the same collection (its own run of that variant, else its algo's: reda for "
@@ -95,9 +99,8 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:
     if preset not in allowed:
         raise InputError(f"--preset: {preset!r} does not apply to --task_set={f.task_set}; "
                          f"use one of {', '.join(allowed)}")
-    if not didactic_set and f["collect_seeds"].present:
-        raise InputError("--collect_seeds: only the didactic data has independent "
-                         "collections here; a task set reads the one at --data_dir")
+    if not didactic_set and not f["collect_seeds"].present:
+        seeds = [presets.collect_preset(preset, f.task_set).seed]
     at_least("simulator_branches", f.simulator_branches, 0)
     if (f.set or f.simulator_branches) and f.variant == "default":
         raise InputError(f"--{'set' if f.set else 'simulator_branches'}: name the "

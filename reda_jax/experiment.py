@@ -37,19 +37,32 @@ def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str
     return config
 
 
-def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str):
-    """({train task: arrays}, {task: test arrays}); collects the data first if missing."""
+def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str,
+                    seed: int | None = None):
+    """({train task: arrays}, {task: test arrays}); collects the data first if missing.
+    seed: the collection seed (default: the preset's); when given, datasets that record
+    another collection seed are refused (DatasetError naming both)."""
+    import dataclasses
+
     from reda_jax.behavior.collect import run_collection
     from reda_jax.data.datasets import load_datasets
-    from reda_jax.data.store import DatasetNotFound
+    from reda_jax.data.store import DatasetError, DatasetNotFound
     task_set = get_task_set(task_set_name)
     collect_config = presets.collect_preset(preset, task_set_name)
+    if seed is not None:
+        collect_config = dataclasses.replace(collect_config, seed=seed)
     root = Path(data_dir) / "datasets"
 
     def load():
         train = load_datasets(root, task_set, num_checkpoints, "train", collect_config,
                               tasks=task_set.train_tasks)
         test = load_datasets(root, task_set, num_checkpoints, "test", collect_config)
+        if seed is not None:
+            for name, (_, meta) in [*train.items(), *test.items()]:
+                if meta.get("collection_seed") != seed:
+                    raise DatasetError(f"{root}: {name}'s dataset was collected with seed "
+                                       f"{meta.get('collection_seed')}, not the requested "
+                                       f"{seed}")
         return ({k: v[0] for k, v in train.items()}, {k: v[0] for k, v in test.items()})
 
     try:
@@ -62,7 +75,7 @@ def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_
         raise InputError(f"--data_dir: datasets missing ({cause}) and {data_dir} is not "
                          "writable, so they cannot be collected there")
     print(f"datasets not found in {root} ({cause}); collecting them first")
-    run_collection(task_set_name, preset, data_dir)
+    run_collection(task_set_name, preset, data_dir, seed)
     return load()
 
 

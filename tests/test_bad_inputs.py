@@ -18,7 +18,7 @@ from absl import flags
 
 from experiments import train as train_app
 from launch import sweep
-from reda_jax import configs, validate
+from reda_jax import configs, presets, validate
 from reda_jax.data import store
 from reda_jax.experiment import build_config, load_or_collect
 from reda_jax.metrics_log import read_metrics
@@ -241,7 +241,7 @@ APP_CASES = [
       "--set=representation.rollout_physics='real'"], "--set"),
     (["experiments.probe_offline_learner", "--algo=oracle", "--only_task=1"], "--only_task"),
     (["experiments.probe_offline_learner", "--algo=bc", "--only_task=3"], "--only_task"),
-    (["experiments.probe_encoder", "--task_set=hopper-gravity", "--collect_seeds=0,1"],
+    (["experiments.probe_encoder", "--task_set=hopper-gravity", "--collect_seeds=0,0"],
      "--collect_seeds"),
     (["experiments.probe_encoder", "--task_set=hopper-gravity", "--preset=default"],
      "--preset"),
@@ -349,6 +349,19 @@ def test_invalid_dataset_is_an_error_naming_the_file_never_a_recollection(
     with pytest.raises(store.DatasetError) as again:
         load_or_collect(TS, "smoke", 1, str(data))
     assert words in str(again.value)
+
+
+def test_a_collection_asked_for_by_seed_refuses_datasets_of_another_seed(smoke_dir,
+                                                                        monkeypatch):
+    """The smoke preset collects with seed 0: asking for it by seed loads; asking for seed 3
+    in the same directory is refused, naming both seeds, and collects nothing."""
+    import reda_jax.behavior.collect as collect
+    monkeypatch.setattr(collect, "run_collection", lambda *a, **k: pytest.fail("re-collection"))
+    assert presets.collect_preset("smoke", TS).seed == 0
+    train, _ = load_or_collect(TS, "smoke", 1, str(smoke_dir), seed=0)
+    assert len(train) == len(get_task_set(TS).train_tasks)
+    with pytest.raises(store.DatasetError, match="collected with seed 0, not the requested 3"):
+        load_or_collect(TS, "smoke", 1, str(smoke_dir), seed=3)
 
 
 def test_missing_dataset_on_a_read_only_store_names_both(capsys, tmp_path):
