@@ -12,7 +12,7 @@ gymnasium v5 env's: actions in [-1, 1] rescaled to the actuators' range (the env
 alone (no warm start, no previous contacts), in float32: one step agrees with the host
 simulator to ~1e-5 on InvertedPendulum (`tests/test_mjx_physics.py`).
 
-    make_simulator_step(tasks) -> step(task, obs (..., ds), act (..., da)) -> next_obs (..., ds)
+    make_simulator_step(tasks, chunk) -> step(task, obs (..., ds), act (..., da)) -> next_obs (..., ds)
 
 `task` indexes `tasks` (an int or an int array broadcastable to obs.shape[:-1], traced or
 not).
@@ -35,9 +35,11 @@ VELOCITY_CLIP = {"Hopper-v5": 10.0, "Walker2d-v5": 10.0}
 SimulatorStep = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def make_simulator_step(tasks: Sequence[TaskSpec]) -> SimulatorStep:
+def make_simulator_step(tasks: Sequence[TaskSpec], chunk: int = 0) -> SimulatorStep:
     """One env step of each task's physics as a pure jax function (module doc). The tasks
-    must share one env family (env_id and env_kwargs)."""
+    must share one env family (env_id and env_kwargs). chunk > 0: more rows than that are
+    stepped as a sequence of calls of `chunk` rows (`RepresentationConfig.simulator_chunk`:
+    large calls hang XLA:CPU); each row's result is the same either way."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # mjx prints that warp is absent
             from mujoco import mjx
@@ -82,9 +84,12 @@ def make_simulator_step(tasks: Sequence[TaskSpec]) -> SimulatorStep:
 
     def step(task, obs, act):
         lead = obs.shape[:-1]
-        task = jnp.broadcast_to(jnp.asarray(task, jnp.int32), lead).reshape(-1)
-        out = jax.vmap(one)(task, obs.reshape(-1, obs.shape[-1]),
-                            act.reshape(-1, act.shape[-1]))
+        rows = (jnp.broadcast_to(jnp.asarray(task, jnp.int32), lead).reshape(-1),
+                obs.reshape(-1, obs.shape[-1]), act.reshape(-1, act.shape[-1]))
+        if chunk and rows[0].shape[0] > chunk:
+            out = jax.lax.map(lambda row: one(*row), rows, batch_size=chunk)
+        else:
+            out = jax.vmap(one)(*rows)
         return out.reshape(lead + (obs.shape[-1],))
 
     return step
