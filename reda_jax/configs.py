@@ -638,12 +638,6 @@ BEHAVIOUR_BEFORE_FIELD = {
 """Fields whose default changed after they were added: the value that reproduces what the
 code did before the field existed (a run saved without the field ran with it)."""
 
-FIELD_READ_ONLY_WHEN = {
-    "representation.simulator_chunk": ("representation.rollout_physics", "simulator"),
-}
-"""Fields the code reads only when another field has a value: a run saved before such a
-field existed is no different in it where the condition does not hold."""
-
 
 def _field_defaults() -> dict[str, Any]:
     """{'meta.acting_query': 'current', ...}: by dotted path within TrainConfig and
@@ -668,14 +662,5 @@ def differing_fields(saved: Mapping, current: Mapping) -> list[str]:
         return any(".".join(parts[i:]) in defaults
                    and defaults[".".join(parts[i:])] == b[key] for i in range(len(parts)))
 
-    def unread(key: str) -> bool:
-        """FIELD_READ_ONLY_WHEN's condition of `key` does not hold in `current`."""
-        parts = key.split(".")
-        for i in range(len(parts)):
-            if ".".join(parts[i:]) in FIELD_READ_ONLY_WHEN:
-                field, value = FIELD_READ_ONLY_WHEN[".".join(parts[i:])]
-                return b.get(".".join(parts[:i] + [field])) != value
-        return False
-
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
-                  and not (k not in a and (added_at_default(k) or unread(k))))
+    return sorted(k for k in set(a) | set(b)
+                  if a.get(k) != b.get(k) and not (k not in a and added_at_default(k)))

@@ -217,21 +217,6 @@ def test_a_field_added_after_a_run_keeps_it_resumable_only_at_the_behaviour_it_r
         "train.meta.acting_query", "train.meta.actor_entropy", "train.meta.q_weight"]
 
 
-def test_a_field_read_only_under_a_condition_keeps_old_runs_resumable_where_it_is_unread():
-    # representation.simulator_chunk (added later, default 256; before it the code stepped
-    # every row in one call, i.e. 0) is read only with rollout_physics 'simulator'.
-    current = json.loads(json.dumps(configs.to_dict(configs.TrainConfig())))
-    old = json.loads(json.dumps(current))
-    del old["representation"]["simulator_chunk"]
-    assert configs.differing_fields({"train": old}, {"train": current}) == []
-    for cfg in (old, current):
-        cfg["representation"]["rollout_physics"] = "simulator"
-    assert configs.differing_fields({"train": old}, {"train": current}) == [
-        "train.representation.simulator_chunk"]
-    current["representation"]["simulator_chunk"] = 0
-    assert configs.differing_fields({"train": old}, {"train": current}) == []
-
-
 def test_method_inputs_statistics_pool_the_training_tasks():
     """Stage 3's statistics (MethodInputs.stage3_stats) pool every training task's rows:
     action_std is the pooled std (not per task, not of the states), the reward range spans
