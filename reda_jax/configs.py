@@ -270,12 +270,14 @@ class RepresentationConfig:
     is 0 (lambda1's term vanishes and uncertainty_quantile keeps every window); the task
     reward (lambda2) still comes from stage 1's reward model, which stage 1 still trains,
     so a run can reuse the default's stage 1."""
-    simulator_chunk: int = 256
+    simulator_chunk: int = 0
     """With rollout_physics 'simulator': rows per MuJoCo XLA call and seed (larger batches
-    run as a sequence of calls of this many rows, `jax.lax.map`; 0: one call). On XLA:CPU
-    (jax 0.10.2, mujoco-mjx 3.17) one vmapped hopper step over ~3300 rows or more hangs
-    with every thread idle (3000 ran; `scripts/mjx_hang_repro.py`), and the seeds' vmap
-    multiplies the rows of one call: 256 x 5 seeds stays below. An accelerator may take 0."""
+    run as a sequence of calls of this many rows, `jax.lax.map`; 0: one call, as before the
+    field existed). On XLA:CPU (jax 0.10.2, mujoco-mjx 3.17) one jitted, vmapped hopper step
+    over ~3300 rows or more hangs with every thread idle (3000 ran;
+    `scripts/mjx_hang_repro.py`); chunks of 256 step 7500 rows, also as 5 vmapped seeds
+    x a 3-step scan. Not a fix for hopper's stage 2 at rollout_batch 500 x 5 seeds, which
+    hung with 256 as without (docs/results.md, session 15)."""
 
     def __post_init__(self):
         for field, allowed in (("rollout_start", ROLLOUT_STARTS), ("start_token", START_TOKENS),
@@ -633,7 +635,6 @@ BEHAVIOUR_BEFORE_FIELD = {
     "meta.bc_on_mean": False,
     "meta.normalize_states": False,
     "meta.oracle_code": "multiplier",
-    "representation.simulator_chunk": 0,
 }
 """Fields whose default changed after they were added: the value that reproduces what the
 code did before the field existed (a run saved without the field ran with it)."""
