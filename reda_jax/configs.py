@@ -640,6 +640,11 @@ BEHAVIOUR_BEFORE_FIELD = {
 code did before the field existed (a run saved without the field ran with it)."""
 
 
+RENAMED_FIELDS = {"encoder.window": "window"}
+"""Fields moved since (old dotted path -> new): a saved config's value counts as the new
+field's, so runs saved before a move stay resumable."""
+
+
 def _field_defaults() -> dict[str, Any]:
     """{'meta.acting_query': 'current', ...}: by dotted path within TrainConfig and
     CollectConfig, the JSON form of the value each field had before it existed: its
@@ -656,6 +661,12 @@ def differing_fields(saved: Mapping, current: Mapping) -> list[str]:
     existed (its default, or BEHAVIOUR_BEFORE_FIELD's value if the default changed since),
     so old runs stay resumable at the behaviour they were made with, and only at it."""
     a, b = flatten(dict(saved)), flatten(dict(current))
+    for key in list(a):
+        for old, new in RENAMED_FIELDS.items():
+            if key == old or key.endswith("." + old):
+                moved = key[:len(key) - len(old)] + new
+                if moved not in a:
+                    a[moved] = a.pop(key)
     defaults = _field_defaults() if set(b) - set(a) else {}
 
     def added_at_default(key: str) -> bool:

@@ -217,6 +217,15 @@ def test_a_field_added_after_a_run_keeps_it_resumable_only_at_the_behaviour_it_r
         "train.meta.acting_query", "train.meta.actor_entropy", "train.meta.q_weight"]
 
 
+def test_a_run_saved_before_the_window_moved_out_of_the_encoder_config_stays_resumable():
+    current = json.loads(json.dumps(configs.to_dict(configs.TrainConfig())))
+    old = json.loads(json.dumps(current))
+    old["encoder"]["window"] = old.pop("window")
+    assert configs.differing_fields({"train": old}, {"train": current}) == []
+    old["encoder"]["window"] = current["window"] + 1
+    assert configs.differing_fields({"train": old}, {"train": current}) == ["train.window"]
+
+
 def test_method_inputs_statistics_pool_the_training_tasks():
     """Stage 3's statistics (MethodInputs.stage3_stats) pool every training task's rows:
     action_std is the pooled std (not per task, not of the states), the reward range spans
