@@ -25,6 +25,10 @@ and friends and does not change the state: it is run only for families that read
 Supported: Hopper-v5, Walker2d-v5, HalfCheetah-v5, Ant-v5, InvertedPendulum-v5
 (``FAMILIES``); anything else is refused with a clear error.
 
+Length: one class whose per-family physics (observations, rewards, terminations) must stay
+bit-for-bit the gymnasium envs'; split, the pieces would be checked apart from the stepping
+they serve.
+
 Public API::
 
     BatchedEnvs(tasks, env_tasks)   .num_envs / .obs_dim / .act_dim / .max_episode_steps

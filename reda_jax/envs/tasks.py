@@ -21,7 +21,9 @@ Public API::
 
 Every env returned by ``make_env`` takes actions in [-1, 1]; observations are returned as
 the simulator gives them (float64); casting is the data layer's job.
-"""
+
+Length: task specs, task sets, applying a task to a MuJoCo model and the gymnasium wrapper
+that does it are one concern (what a task is in the simulator)."""
 
 from __future__ import annotations
 

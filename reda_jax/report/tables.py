@@ -1,6 +1,9 @@
 """The paper's Tables 1-5 from grouped runs (`runs.group_runs`), next to the paper's
 numbers: layouts, markdown, CSV, the return per task and `make_report` (what
-`python -m experiments.tables` runs; the cells are described there)."""
+`python -m experiments.tables` runs; the cells are described there).
+
+Length: the table layouts and their two output formats (markdown, CSV) read the same
+`Table` records; apart, each half would import the other's private helpers."""
 from __future__ import annotations
 
 import csv
