@@ -270,14 +270,6 @@ class RepresentationConfig:
     is 0 (lambda1's term vanishes and uncertainty_quantile keeps every window); the task
     reward (lambda2) still comes from stage 1's reward model, which stage 1 still trains,
     so a run can reuse the default's stage 1."""
-    simulator_chunk: int = 0
-    """With rollout_physics 'simulator': rows per MuJoCo XLA call and seed (larger batches
-    run as a sequence of calls of this many rows, `jax.lax.map`; 0: one call, as before the
-    field existed). On XLA:CPU (jax 0.10.2, mujoco-mjx 3.17) one jitted, vmapped hopper step
-    over ~3300 rows or more hangs with every thread idle (3000 ran;
-    `scripts/mjx_hang_repro.py`); chunks of 256 step 7500 rows, also as 5 vmapped seeds
-    x a 3-step scan. Not a fix for hopper's stage 2 at rollout_batch 500 x 5 seeds, which
-    hung with 256 as without (docs/results.md, session 15)."""
 
     def __post_init__(self):
         for field, allowed in (("rollout_start", ROLLOUT_STARTS), ("start_token", START_TOKENS),
@@ -297,8 +289,6 @@ class RepresentationConfig:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
         if self.horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {self.horizon}")
-        if self.simulator_chunk < 0:
-            raise ValueError(f"simulator_chunk must be >= 0, got {self.simulator_chunk}")
 
 
 @dataclasses.dataclass(frozen=True)

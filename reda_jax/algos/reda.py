@@ -364,8 +364,7 @@ def reda_method(inputs: MethodInputs) -> Method:
         updates = epoch_updates(data, config.dynamics.batch_size)
         if config.representation.rollout_physics == "simulator":
             from reda_jax.envs.mjx_physics import make_simulator_step
-            simulator = make_simulator_step(inputs.task_set.train_tasks,
-                                            config.representation.simulator_chunk)
+            simulator = make_simulator_step(inputs.task_set.train_tasks)
     r = make_reda(config, inputs.obs_dim, inputs.act_dim, inputs.num_tasks,
                   inputs.termination_fn, *updates, simulator)
     learner = meta_lib.make_meta_learner(

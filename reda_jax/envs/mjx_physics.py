@@ -12,7 +12,7 @@ gymnasium v5 env's: actions in [-1, 1] rescaled to the actuators' range (the env
 alone (no warm start, no previous contacts), in float32: one step agrees with the host
 simulator to ~1e-5 on InvertedPendulum (`tests/test_mjx_physics.py`).
 
-    make_simulator_step(tasks, chunk) -> step(task, obs (..., ds), act (..., da)) -> next_obs (..., ds)
+    make_simulator_step(tasks) -> step(task, obs (..., ds), act (..., da)) -> next_obs (..., ds)
 
 `task` indexes `tasks` (an int or an int array broadcastable to obs.shape[:-1], traced or
 not).
@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 
 from reda_jax.envs.tasks import TaskSpec
@@ -35,11 +36,18 @@ VELOCITY_CLIP = {"Hopper-v5": 10.0, "Walker2d-v5": 10.0}
 SimulatorStep = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def make_simulator_step(tasks: Sequence[TaskSpec], chunk: int = 0) -> SimulatorStep:
+def make_simulator_step(tasks: Sequence[TaskSpec], sparse: bool = True) -> SimulatorStep:
     """One env step of each task's physics as a pure jax function (module doc). The tasks
-    must share one env family (env_id and env_kwargs). chunk > 0: more rows than that are
-    stepped as a sequence of calls of `chunk` rows (`RepresentationConfig.simulator_chunk`:
-    large calls hang XLA:CPU); each row's result is the same either way."""
+    must share one env family (env_id and env_kwargs).
+
+    The model is put on the device with MuJoCo's sparse Jacobian and mass-matrix
+    factorisation (`mjJAC_SPARSE`; the same physics): with the dense default (nv < 60), MJX
+    factorises the mass matrix with jax's batched LAPACK kernels, which on XLA:CPU split a
+    large batch over the intra-op thread pool and wait for it from inside that pool; with
+    ~3300 hopper rows or more in one call every worker ended up waiting (a deadlock, gdb:
+    `jax::ParallelBatchMap` under `CholeskyFactorizationKernel` and
+    `TriMatrixEquationSolverKernel`; `scripts/mjx_hang_repro.py`). Sparse, 15000 rows run.
+    sparse=False keeps MJX's default (to reproduce that)."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):   # mjx prints that warp is absent
             from mujoco import mjx
@@ -62,6 +70,8 @@ def make_simulator_step(tasks: Sequence[TaskSpec], chunk: int = 0) -> SimulatorS
             low = np.asarray(base.action_space.low, np.float32)
             high = np.asarray(base.action_space.high, np.float32)
             frame_skip = int(base.frame_skip)
+            if sparse:   # see the doc above
+                model.opt.jacobian = mujoco.mjtJacobian.mjJAC_SPARSE
             mx = mjx.put_model(model)     # the last task's; its parameters are replaced
         finally:
             env.close()
@@ -84,12 +94,9 @@ def make_simulator_step(tasks: Sequence[TaskSpec], chunk: int = 0) -> SimulatorS
 
     def step(task, obs, act):
         lead = obs.shape[:-1]
-        rows = (jnp.broadcast_to(jnp.asarray(task, jnp.int32), lead).reshape(-1),
-                obs.reshape(-1, obs.shape[-1]), act.reshape(-1, act.shape[-1]))
-        if chunk and rows[0].shape[0] > chunk:
-            out = jax.lax.map(lambda row: one(*row), rows, batch_size=chunk)
-        else:
-            out = jax.vmap(one)(*rows)
+        task = jnp.broadcast_to(jnp.asarray(task, jnp.int32), lead).reshape(-1)
+        out = jax.vmap(one)(task, obs.reshape(-1, obs.shape[-1]),
+                            act.reshape(-1, act.shape[-1]))
         return out.reshape(lead + (obs.shape[-1],))
 
     return step
