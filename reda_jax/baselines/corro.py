@@ -31,7 +31,8 @@ import optax
 
 from reda_jax.configs import CorroConfig
 from reda_jax.data.context import DeviceDataset
-from reda_jax.methods import Method, MethodInputs, Stage, context_method, prefixed, representation_stage
+from reda_jax.methods import Method, MethodInputs, Stage, context_method, prefixed, \
+    representation_stage
 from reda_jax.networks.transition_encoder import AttentionAggregator, RlkitMLP, TransitionMLP, \
     transitions_from_tokens
 from reda_jax.optim import apply_gradients
@@ -314,7 +315,8 @@ def corro_method(inputs: MethodInputs) -> Method:
         inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, ccfg.z_dim,
         encode=corro.encode, init_trainable=corro.init_aggregator,
         encoder_lr=ccfg.learning_rate, **inputs.stage3_stats())
-    generative = Stage("dynamics", "stage 1: generative", lambda key, _data: corro.init_generative(key),
+    generative = Stage("dynamics", "stage 1: generative",
+                       lambda key, _data: corro.init_generative(key),
                        prefixed(lambda s, _up, data, key: corro.generative_epoch(s, data, key),
                                 "generative/"),
                        ccfg.cvae_epochs, inputs.data.train, progress=("generative/loss",))
