@@ -78,7 +78,7 @@ def main(argv):
         print(f"collection {cs}: {format_roles(infos[cs])}", flush=True)
         for m in _METHODS.value:
             per_method[m].append(run_method(m, _PRESET.value, _NUM_SEEDS.value, workdir, train,
-                                            test, _PROGRESS.value, tuple(_SET.value)))
+                                            test, _PROGRESS.value, tuple(_SET.value), cs))
     rows = [behavior_row(behavior)] + [pool(v) for v in per_method.values()]
     table = format_table(rows, infos)
     verdict = floor_verdict(rows) + "\n\n" + figure2_verdict(rows)

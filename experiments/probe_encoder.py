@@ -129,10 +129,10 @@ def main(argv):
     workdir = Path(_WORKDIR.value)
     work = workdir / (DIDACTIC if _TASK_SET.value == DIDACTIC else _TASK_SET.value)
     results, infos = {}, {}
-    for name, task_set, train, test, info in collections(
+    for name, collect_seed, task_set, train, test, info in collections(
             _TASK_SET.value, preset, seeds, int(_CHECKPOINTS.value), _DATA_DIR.value):
         infos[name] = info
-        data = make_train_data(task_set, train, test)
+        data = make_train_data(task_set, train, test, collect_seed)
         augmented = {}   # horizon -> TrainData with simulator branches (one per collection)
         for method in _METHODS.value:
             config = method_config(method, _TASK_SET.value, preset, _NUM_SEEDS.value,
@@ -151,7 +151,7 @@ def main(argv):
             if _SIM_BRANCHES.value:
                 if h not in augmented:
                     augmented[h] = make_train_data(task_set, with_simulator_branches(
-                        task_set, train, _SIM_BRANCHES.value, h), test)
+                        task_set, train, _SIM_BRANCHES.value, h), test, collect_seed)
                 train_data = augmented[h]
             trainer = Trainer(config, train_data, run_dir, show_progress=_PROGRESS.value)
             out = encoders.encoder_readout(trainer.method, config, data,

@@ -11,6 +11,9 @@ vmapped, then evaluates both protocols in the simulator; prints the table and wr
 Start the same command again after a kill: it resumes from the last checkpoint.
 `--from_stage=representation --from_workdir=DIR` reuses DIR's finished dynamics models.
 `--set=meta.q_weight=0 --workdir=DIR` overrides any config field (dotted as in config.json).
+`--collect_seed=1` trains on an independent behavior data collection (runs/data/<preset>/
+<task_set>-seed1, collected first if missing); experiments.tables pools the runs of every
+collection (results.json records the collection seed).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from absl import flags
 
 from reda_jax import configs, presets
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
-from reda_jax.experiment import build_config, load_or_collect
+from reda_jax.experiment import build_config, collection_dir, load_or_collect
 from reda_jax.method_names import ABLATIONS, method_name
 from reda_jax.metrics_log import STAGES
 from reda_jax.run_info import prepare_run_dir, quiet_logs
@@ -43,8 +46,13 @@ _LAMBDA1 = flags.DEFINE_float("lambda1", None, "Uncertainty penalty weight (Eq. 
 _LAMBDA2 = flags.DEFINE_float("lambda2", None, "Task reward weight (Eq. 6).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; default "
                                "runs/<task_set>/<method>/<preset>-ckpt<k>-seed<seed>.")
+_COLLECT_SEED = flags.DEFINE_integer(
+    "collect_seed", None, "Seed of the behavior data collection; default: the preset's. "
+    "Another seed's default --data_dir is runs/data/<preset>/<task_set>-seed<s> and its "
+    "default --workdir ends in -collect<s>.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
-                                "Collection directory; default runs/data/<preset>/<task_set>.")
+                                "Collection directory; default runs/data/<preset>/<task_set> "
+                                "(the preset's collection seed).")
 _FROM_STAGE = flags.DEFINE_enum("from_stage", None, list(STAGES),
                                 "Start at this stage, reusing --from_workdir's earlier stages.")
 _FROM_WORKDIR = flags.DEFINE_string("from_workdir", None, "Run directory to reuse stages from.")
@@ -57,19 +65,22 @@ _SET = flags.DEFINE_multi_string(
 
 def run_training(config: configs.TrainConfig, workdir: str, data_dir: str,
                  from_stage: str | None = None, from_workdir: str | None = None,
-                 show_progress: bool = True) -> dict:
+                 show_progress: bool = True, collect_seed: int | None = None) -> dict:
+    """collect_seed: the data's collection seed (default: the data preset's)."""
     from reda_jax.data.train_data import make_train_data
     from reda_jax.stage_checkpoints import check_run_checkpoints, reuse_stages
     from reda_jax.train import Trainer, results_table
     check_run_checkpoints(Path(workdir), config)
+    if collect_seed is None:
+        collect_seed = presets.collect_preset(config.data_preset, config.task_set).seed
     train, test = load_or_collect(config.task_set, config.data_preset, config.num_checkpoints,
-                                  data_dir)
+                                  data_dir, collect_seed)
     run_dir = prepare_run_dir(workdir, {"train": configs.to_dict(config), "data_dir": data_dir})
     if from_stage is not None:
         if from_workdir is None:
             raise InputError("--from_stage needs --from_workdir")
         reuse_stages(run_dir, Path(from_workdir), from_stage)
-    data = make_train_data(get_task_set(config.task_set), train, test)
+    data = make_train_data(get_task_set(config.task_set), train, test, collect_seed)
     results = Trainer(config, data, run_dir, show_progress=show_progress).run()
     print(f"\n{results['method']} on {config.task_set}, {config.num_checkpoints} checkpoint(s), "
           f"{config.num_seeds} seeds, epoch {results['epoch']}: return per task "
@@ -91,6 +102,7 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> None:
     at_least("num_seeds", f.num_seeds)
     at_least("num_models", f.num_models)
     at_least("seed", f.seed, 0)
+    at_least("collect_seed", f.collect_seed, 0)
     finite_nonneg("lambda1", f.lambda1)
     finite_nonneg("lambda2", f.lambda2)
     if (f.from_stage is None) != (f.from_workdir is None):
@@ -126,12 +138,19 @@ def main(argv):
     except ValueError as e:
         raise InputError(str(e))
     method = method_name(_ALGO.value, _ABLATION.value)
+    base = f"runs/data/{config.data_preset}/{config.task_set}"
+    collect_seed = _COLLECT_SEED.value
+    if collect_seed is None:
+        collect_seed = presets.collect_preset(config.data_preset, config.task_set).seed
+    collection, default_data_dir = collection_dir(base, collect_seed, config.data_preset,
+                                                  config.task_set)
+    suffix = "" if collection == "data" else f"-collect{collect_seed}"
     workdir = _WORKDIR.value or (f"runs/{config.task_set}/{method}/"
-                                 f"{_PRESET.value}-ckpt{k}-seed{config.seed}")
-    data_dir = _DATA_DIR.value or f"runs/data/{config.data_preset}/{config.task_set}"
+                                 f"{_PRESET.value}-ckpt{k}-seed{config.seed}{suffix}")
+    data_dir = _DATA_DIR.value or default_data_dir
     writable_dir("workdir", workdir)
     run_training(config, workdir, data_dir, _FROM_STAGE.value, _FROM_WORKDIR.value,
-                 _PROGRESS.value)
+                 _PROGRESS.value, collect_seed)
 
 
 if __name__ == "__main__":

@@ -37,11 +37,20 @@ def build_config(task_set: str, preset: str, num_checkpoints: int, ablation: str
     return config
 
 
+def collection_dir(base: str, seed: int, preset: str, task_set: str) -> tuple[str, str]:
+    """A task set's collection of this seed: (its name, its dataset directory): ('data',
+    base) for the preset's collection seed, else ('data-seed<s>', base + '-seed<s>')."""
+    if seed == presets.collect_preset(preset, task_set).seed:
+        return "data", base
+    return f"data-seed{seed}", f"{base}-seed{seed}"
+
+
 def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str,
                     seed: int | None = None):
     """({train task: arrays}, {task: test arrays}); collects the data first if missing.
-    seed: the collection seed (default: the preset's); when given, datasets that record
-    another collection seed are refused (DatasetError naming both)."""
+    seed: the collection seed (default: the preset's); datasets that record another
+    collection seed are refused (DatasetError naming both), so a run's collection seed is
+    always the one its data was collected with."""
     import dataclasses
 
     from reda_jax.behavior.collect import run_collection
@@ -51,18 +60,20 @@ def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_
     collect_config = presets.collect_preset(preset, task_set_name)
     if seed is not None:
         collect_config = dataclasses.replace(collect_config, seed=seed)
+    seed = collect_config.seed
     root = Path(data_dir) / "datasets"
 
     def load():
         train = load_datasets(root, task_set, num_checkpoints, "train", collect_config,
                               tasks=task_set.train_tasks)
         test = load_datasets(root, task_set, num_checkpoints, "test", collect_config)
-        if seed is not None:
-            for name, (_, meta) in [*train.items(), *test.items()]:
-                if meta.get("collection_seed") != seed:
-                    raise DatasetError(f"{root}: {name}'s dataset was collected with seed "
-                                       f"{meta.get('collection_seed')}, not the requested "
-                                       f"{seed}")
+        for name, (_, meta) in [*train.items(), *test.items()]:
+            recorded = meta.get("collection_seed", seed)
+            if recorded != seed:
+                raise DatasetError(f"{root}: {name}'s dataset was collected with seed "
+                                   f"{recorded}, not the requested {seed} (the collection "
+                                   "seed is --collect_seed; the preset's is "
+                                   f"{presets.collect_preset(preset, task_set_name).seed})")
         return ({k: v[0] for k, v in train.items()}, {k: v[0] for k, v in test.items()})
 
     try:

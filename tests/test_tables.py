@@ -34,7 +34,8 @@ def _summary(task_returns: dict) -> dict:
 
 
 def make_run(path: Path, task_set="hopper-gravity", k=1, method="reda", seed=0,
-             on=(100.0, 200.0), off=None, num_models=3, write_method=True, extra_cfg=None):
+             on=(100.0, 200.0), off=None, num_models=3, write_method=True, extra_cfg=None,
+             collection=None):
     """A fake run directory whose every task returns on[s] (on-policy) / off[s] in seed s."""
     off = off if off is not None else tuple(v / 2 for v in on)
     algo = method.split("_wo_")[0] if "_wo_" in method else method
@@ -55,6 +56,8 @@ def make_run(path: Path, task_set="hopper-gravity", k=1, method="reda", seed=0,
                "encoder_accuracy": {}, "timing_s": {}}
     if write_method:
         results.update(method=method, num_models=num_models)
+    if collection is not None:
+        results["collection_seed"] = collection
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps({"train": train_cfg, "data_dir": "x"}))
     (path / "results.json").write_text(json.dumps(results))
@@ -118,6 +121,28 @@ def test_pooling_over_two_run_dirs(tmp_path):
     np.testing.assert_allclose(g.per_task("on_policy", "gravity_x0.8"), [100.0, 200.0, 400.0])
 
 
+def test_runs_on_two_collections_pool_with_an_interval(tmp_path):
+    # Base seed 0 on collections 0 and 1: independent data, so both are kept (a third run
+    # repeating seed 0 on collection 1 is not).
+    make_run(tmp_path / "c0", seed=0, on=(100.0, 200.0), collection=0)
+    make_run(tmp_path / "c1", seed=0, on=(300.0, 400.0), collection=1)
+    make_run(tmp_path / "c1-again", seed=0, on=(999.0,), collection=1)
+    warnings = []
+    groups = runs.group_runs(runs.find_runs(tmp_path), warnings.append)
+    g = groups[("hopper-gravity", 1, "reda", 3)]
+    assert g.collections == [0, 1] and len(g.runs) == 2
+    assert len(warnings) == 1 and "seed 0 on collection 1" in warnings[0]
+    s = tables.Stat.of(g.per_seed("on_policy"))
+    # Hand computation: 100..400, mean 250, sample std sqrt(50000/3) = 129.10; t(3) 3.1824:
+    # half-width 3.1824 * 129.10 / 2 = 205.4.
+    assert (s.mean, s.n) == (250.0, 4)
+    assert (s.lo, s.hi) == (pytest.approx(44.6, abs=0.1), pytest.approx(455.4, abs=0.1))
+    md = tables.runs_summary(groups, tmp_path)
+    assert "| hopper-gravity | 1 | reda | 3 | 4 | 0, 1 |" in md
+    one = tables.Stat.of([5.0])
+    assert one.n == 1 and np.isnan(one.lo) and tables._fmt_ours(one) == "5.0 ± 0.0 (1)"
+
+
 def test_method_derived_from_config_for_old_results(tmp_path):
     for m in ("reda_wo_model", "reda_wo_adv", "reda_wo_up", "reda_wo_tc", "reda"):
         make_run(tmp_path / m, method=m, write_method=False)
@@ -171,7 +196,8 @@ def test_table_layouts(sweep_dir):
     assert t5.rows[0].paper["1"].mean == 1466.8 and t5.rows[1].paper["5"].mean == 1376.5
     md = tables.format_markdown(t1)
     assert "| Hopper Gravity-1 | " in md
-    assert "2000.0 ± 816.5 (3) / 2069.6 ± 436.5" in md
+    # 1000, 3000, 2000: sample std 1000, t(2) 4.3027: half-width 4302.7 / sqrt(3) = 2484.1.
+    assert "2000.0 ± 816.5 [-484.1, 4484.1] (3) / 2069.6 ± 436.5" in md
     assert "| Average | " in md and "Protocol: on-policy" in md
     assert "off-policy" in tables.format_markdown(t3)
     # The sanity floor and ceiling flank the paper's methods, with no paper number.
@@ -197,6 +223,7 @@ def test_report_writes_markdown_and_csv(sweep_dir, tmp_path):
     reda = [r for r in rows if r["row"] == "Hopper Gravity-1" and r["column"] == "reda"][0]
     assert reda["protocol"] == "on_policy" and reda["task_set"] == "hopper-gravity"
     assert float(reda["ours_mean"]) == 2000.0 and reda["num_seeds"] == "3"
+    assert float(reda["ours_ci_hi"]) == pytest.approx(4484.1, abs=0.1)
     assert float(reda["paper_mean"]) == 2069.6 and float(reda["paper_std"]) == 436.5
     focal = [r for r in rows if r["row"] == "Hopper Gravity-1" and r["column"] == "focal"][0]
     assert focal["ours_mean"] == "" and float(focal["paper_mean"]) == 1148.6

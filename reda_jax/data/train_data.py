@@ -22,7 +22,9 @@ class TrainData:
     contexts: {task name: DeviceDataset} unseen-checkpoint data of every task (off-policy
         evaluation contexts);
     test_all_tasks: the same stacked over every task of the set, in `all_tasks` order
-        (embeddings.npz).
+        (embeddings.npz);
+    collection_seed: the seed of the behavior data collection these data come from (runs
+        on independent collections are pooled by `experiments.tables`), None if unknown.
     """
 
     task_set: TaskSet
@@ -31,11 +33,13 @@ class TrainData:
     test_train_tasks: DeviceDataset
     contexts: dict[str, DeviceDataset]
     test_all_tasks: DeviceDataset
+    collection_seed: int | None = None
 
 
-def make_train_data(task_set: TaskSet, train: Mapping[str, dict], test: Mapping[str, dict]
-                    ) -> TrainData:
-    """train: {train task name: arrays}; test: {task name: arrays} for every task."""
+def make_train_data(task_set: TaskSet, train: Mapping[str, dict], test: Mapping[str, dict],
+                    collection_seed: int | None = None) -> TrainData:
+    """train: {train task name: arrays}; test: {task name: arrays} for every task;
+    collection_seed: the data's collection seed (recorded in results.json)."""
     names = [t.name for t in task_set.train_tasks]
     missing = [n for n in names if n not in train] + [t.name for t in task_set.all_tasks
                                                       if t.name not in test]
@@ -45,4 +49,5 @@ def make_train_data(task_set: TaskSet, train: Mapping[str, dict], test: Mapping[
     return TrainData(task_set=task_set, train=stack_datasets(arrays), train_arrays=arrays,
                      test_train_tasks=stack_datasets([test[n] for n in names]),
                      contexts={name: make_device_dataset(a) for name, a in test.items()},
-                     test_all_tasks=stack_datasets([test[t.name] for t in task_set.all_tasks]))
+                     test_all_tasks=stack_datasets([test[t.name] for t in task_set.all_tasks]),
+                     collection_seed=collection_seed)

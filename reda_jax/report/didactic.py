@@ -118,7 +118,8 @@ def behavior_return(workdir: Path, preset: str, collect_seed: int, checkpoint: i
 
 
 def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, train: dict,
-               test: dict, show_progress: bool, overrides: tuple[str, ...] = ()) -> dict:
+               test: dict, show_progress: bool, overrides: tuple[str, ...] = (),
+               collection_seed: int | None = None) -> dict:
     """Trains one method on one collection; returns per-seed lists: the task-1 return with
     D1_test contexts (off-policy protocol), with D1_train contexts, on-policy; d(phi) (None
     for bc / oracle); the largest per-epoch mean Q of the critics (None for BC objectives)."""
@@ -127,8 +128,8 @@ def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, t
     config = presets.didactic_train_config(method, preset, num_seeds, overrides)
     run_dir = prepare_run_dir(workdir / method, {"train": configs.to_dict(config),
                                                  "data_dir": str(workdir / "data")})
-    trainer = Trainer(config, make_train_data(get_task_set(TASK_SET), train, test), run_dir,
-                      show_progress=show_progress)
+    data = make_train_data(get_task_set(TASK_SET), train, test, collection_seed)
+    trainer = Trainer(config, data, run_dir, show_progress=show_progress)
     return {"method": method, **figure2_row(trainer, trainer.run(), train, test)}
 
 

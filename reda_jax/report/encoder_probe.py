@@ -9,7 +9,7 @@ import numpy as np
 
 from reda_jax import configs, presets
 from reda_jax.envs.tasks import get_task_set
-from reda_jax.experiment import build_config, load_or_collect
+from reda_jax.experiment import build_config, collection_dir, load_or_collect
 from reda_jax.method_names import ABLATIONS
 from reda_jax.report import didactic
 from reda_jax.validate import InputError
@@ -68,33 +68,24 @@ def method_config(method: str, task_set: str, preset: str, num_seeds: int, check
 
 def collections(task_set: str, preset: str, collect_seeds: list[int], checkpoints: int,
                 data_dir: str | None):
-    """[(name, TaskSet, train {task: arrays}, test {task: arrays}, info)] per collection
-    (collected first where missing): the didactic's under <data_dir>/collect<s>, a task
-    set's at `collection_dir`."""
+    """[(name, seed, TaskSet, train {task: arrays}, test {task: arrays}, info)] per
+    collection seed (collected first where missing): the didactic's under
+    <data_dir>/collect<s>, a task set's at `collection_dir`."""
     if task_set == DIDACTIC:
         out = []
         for cs in collect_seeds:
             root = Path(data_dir or "runs/didactic") / f"collect{cs}"
             train, test, info = didactic.didactic_data(root, preset, cs)
-            out.append((f"collect{cs}", get_task_set(didactic.TASK_SET), train, test, info))
+            out.append((f"collect{cs}", cs, get_task_set(didactic.TASK_SET), train, test, info))
         return out
     base = data_dir or f"runs/data/{preset}/{task_set}"
     out = []
     for cs in collect_seeds:
         name, where = collection_dir(base, cs, preset, task_set)
         train, test = load_or_collect(task_set, preset, checkpoints, where, cs)
-        out.append((name, get_task_set(task_set), train, test,
+        out.append((name, cs, get_task_set(task_set), train, test,
                     {"data_dir": where, "collection_seed": cs}))
     return out
-
-
-def collection_dir(base: str, seed: int, preset: str, task_set: str) -> tuple[str, str]:
-    """A task set's collection of this seed: (its name in the read-out, its dataset
-    directory): ('data', base) for the preset's collection seed, else ('data-seed<s>',
-    base + '-seed<s>')."""
-    if seed == presets.collect_preset(preset, task_set).seed:
-        return "data", base
-    return f"data-seed{seed}", f"{base}-seed{seed}"
 
 
 def readout_rows(per_collection: dict[str, dict[str, dict]]) -> dict[str, dict[str, list]]:

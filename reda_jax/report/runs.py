@@ -1,6 +1,7 @@
 """Finished run directories, read and grouped for the tables and plots: each results.json
 with its config (`load_run`, `find_runs`), grouped by (task_set, num_checkpoints, method,
-num_models) with the runs of one group pooled over base seeds (`group_runs`)."""
+num_models) with the runs of one group pooled over base seeds and data collections
+(`group_runs`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,6 +31,7 @@ class Run:
     method: str
     num_models: int
     base_seed: int | None
+    collection: int | None                    # the data's collection seed (None: unrecorded)
     per_seed: dict[str, list[float]]          # protocol -> all-task average return per seed
     per_task: dict[str, dict[str, list[float]]]  # protocol -> task -> per-seed return
     groups: dict[str, dict[str, list[float]]]  # protocol -> train_tasks/unseen_tasks -> per seed
@@ -73,6 +75,7 @@ def load_run(results_path: str | Path) -> Run:
                num_checkpoints=int(results.get("num_checkpoints") or train["num_checkpoints"]),
                method=method_of(results, train), num_models=int(num_models),
                base_seed=train.get("seed", results.get("seed")),
+               collection=results.get("collection_seed"),
                per_seed=per_seed, per_task=per_task, groups=groups, train_config=train)
 
 
@@ -111,6 +114,11 @@ class Group:
         return self._pool(lambda r: r.groups.get(protocol, {}).get(group, []))
 
     @property
+    def collections(self) -> list:
+        """The data collections pooled (their seeds; None: a run that did not record it)."""
+        return sorted({r.collection for r in self.runs}, key=lambda c: (c is None, c or 0))
+
+    @property
     def tasks(self) -> list[str]:
         out: list[str] = []
         for r in self.runs:
@@ -134,16 +142,18 @@ def _signature(run: Run) -> dict[str, Any]:
 
 
 def group_runs(runs: Iterable[Run], warn=None) -> dict[GroupKey, Group]:
-    """Groups runs by key. Of two runs of a group with the same base seed only the first is
+    """Groups runs by key. Runs on different data collections are independent and pooled;
+    of two runs of a group with the same base seed on the same collection only the first is
     kept; runs whose configs differ in more than the seeds are pooled with a warning."""
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     out: dict[GroupKey, Group] = {}
     for run in runs:
         group = out.setdefault(run.key, Group(run.key, []))
-        dup = [r for r in group.runs
-               if run.base_seed is not None and r.base_seed == run.base_seed]
+        dup = [r for r in group.runs if run.base_seed is not None
+               and (r.base_seed, r.collection) == (run.base_seed, run.collection)]
         if dup:
-            warn(f"{run.path} repeats base seed {run.base_seed} of {dup[0].path}; ignored")
+            on = "" if run.collection is None else f" on collection {run.collection}"
+            warn(f"{run.path} repeats base seed {run.base_seed}{on} of {dup[0].path}; ignored")
             continue
         if group.runs:
             a, b = _signature(group.runs[0]), _signature(run)

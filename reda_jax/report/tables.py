@@ -22,16 +22,23 @@ from reda_jax.validate import InputError
 
 @dataclasses.dataclass(frozen=True)
 class Stat:
+    """A cell: mean and population std (the paper's ±) over the pooled seeds, n of them, and
+    the 95% t-interval of the mean [lo, hi] (nan with one seed)."""
+
     mean: float
     std: float
     n: int
+    lo: float = float("nan")
+    hi: float = float("nan")
 
     @staticmethod
     def of(values: Sequence[float]) -> "Stat | None":
+        from reda_jax.report.plots import mean_interval
         v = np.asarray(values, np.float64)
         if v.size == 0:
             return None
-        return Stat(float(v.mean()), float(v.std()), int(v.size))
+        _, lo, hi = mean_interval(v)
+        return Stat(float(v.mean()), float(v.std()), int(v.size), float(lo), float(hi))
 
 
 @dataclasses.dataclass
@@ -97,8 +104,9 @@ def _label(task_set: str, k: int) -> str:
 
 
 _STD_NOTE = ("Cells: ours = mean ± std over seeds (population std) of each seed's average "
-             "return over all tasks of the task set (train and unseen), (n) = seeds pooled over "
-             "runs; paper = the paper's number for the row ('–': none).")
+             "return over all tasks of the task set (train and unseen), [95% t-interval of "
+             "the mean], (n) = seeds pooled over runs and data collections (the Runs table "
+             "names them); paper = the paper's number for the row ('–': none).")
 
 
 def method_table(name: str, groups: Mapping[GroupKey, Group]) -> Table:
@@ -165,7 +173,10 @@ def build_tables(groups: Mapping[GroupKey, Group]) -> list[Table]:
 
 
 def _fmt_ours(s: Stat | None, precision: int = 1) -> str:
-    return "–" if s is None else f"{s.mean:.{precision}f} ± {s.std:.{precision}f} ({s.n})"
+    if s is None:
+        return "–"
+    ci = f" [{s.lo:.{precision}f}, {s.hi:.{precision}f}]" if s.n > 1 else ""
+    return f"{s.mean:.{precision}f} ± {s.std:.{precision}f}{ci} ({s.n})"
 
 
 def _fmt_paper(c: paper.PaperCell | None, precision: int = 1) -> str:
@@ -198,7 +209,12 @@ def format_markdown(table: Table) -> str:
 
 
 CSV_FIELDS = ("table", "row", "task_set", "num_checkpoints", "protocol", "column", "label",
-              "ours_mean", "ours_std", "num_seeds", "num_rows", "paper_mean", "paper_std")
+              "ours_mean", "ours_std", "ours_ci_lo", "ours_ci_hi", "num_seeds", "num_rows",
+              "paper_mean", "paper_std")
+
+
+def _ci(s: Stat | None, bound: str):
+    return "" if s is None or s.n < 2 else getattr(s, bound)
 
 
 def _num(x):
@@ -214,6 +230,7 @@ def csv_rows(table: Table) -> list[dict]:
                         "num_checkpoints": r.num_checkpoints, "protocol": r.protocol,
                         "column": c, "label": table.column_labels[c],
                         "ours_mean": _num(s and s.mean), "ours_std": _num(s and s.std),
+                        "ours_ci_lo": _ci(s, "lo"), "ours_ci_hi": _ci(s, "hi"),
                         "num_seeds": _num(s and s.n), "num_rows": "",
                         "paper_mean": _num(p and p.mean), "paper_std": _num(p and p.std)})
     for p in table.protocols:
@@ -221,7 +238,8 @@ def csv_rows(table: Table) -> list[dict]:
             out.append({"table": table.name, "row": "Average", "task_set": "",
                         "num_checkpoints": "", "protocol": p,
                         "column": c, "label": table.column_labels[c],
-                        "ours_mean": _num(ours), "ours_std": "", "num_seeds": "",
+                        "ours_mean": _num(ours), "ours_std": "", "ours_ci_lo": "",
+                        "ours_ci_hi": "", "num_seeds": "",
                         "num_rows": n, "paper_mean": _num(theirs), "paper_std": ""})
     return out
 
@@ -287,13 +305,14 @@ def per_task_tables(groups: Mapping[GroupKey, Group]) -> tuple[str, list[dict]]:
 # The app.
 
 def runs_summary(groups: Mapping[GroupKey, Group], root: Path) -> str:
-    lines = ["### Runs", "", "| task set | ckpt | method | models | seeds | run directories |",
-             "|---|---|---|---|---|---|"]
+    lines = ["### Runs", "", "| task set | ckpt | method | models | seeds | data collections "
+             "| run directories |", "|---|---|---|---|---|---|---|"]
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
         g = groups[key]
         n = max((len(v) for v in [g.per_seed(p) for p in PROTOCOLS]), default=0)
         dirs = ", ".join(str(_rel(r.path, root)) for r in g.runs)
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | {dirs} |")
+        colls = ", ".join("unrecorded" if c is None else str(c) for c in g.collections)
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | {colls} | {dirs} |")
     return "\n".join(lines + [""])
 
 
@@ -335,7 +354,7 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None,
     if per_task:
         text, rows = per_task_tables(groups)
         if fmt in ("markdown", "both"):
-            files["per_task.md"] = "## Return per task (mean ± std (seeds))\n\n" + text
+            files["per_task.md"] = "## Return per task (mean ± std [95% t-interval] (seeds))\n\n" + text
         if fmt in ("csv", "both") and rows:
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
