@@ -374,6 +374,7 @@ class MetaPolicyConfig:
 
 CONTEXT_SOURCES = ("transition", "independent")
 ACTING_QUERIES = ("current", "window")
+TOKENS = ("state", "transition")
 ORACLE_CODES = ("multiplier", "standardized")
 BC_ERRORS = ("raw", "standardized")
 
@@ -541,7 +542,12 @@ class TrainConfig:
     """K: tokens per context window, one setting for the whole protocol: every method's
     encoder (ReDA's, FOCAL's, CORRO's, the offline meta baselines'), Prompt-DT's prompt, stage
     3's training windows and both evaluation protocols read K-token windows (paper: silent;
-    reference code: 3). A token is (s_t, a_{t-1}), the reference code's context element."""
+    reference code: 3). What a token holds is `token`."""
+    token: str = "state"
+    """What one context token holds, for the whole protocol like `window` (`data.tokens`):
+    'state' (s_t, a_{t-1}), the reference code's context element, or 'transition' (s_t,
+    a_{t-1}, r_{t-1}, s_{t-1}), the transition that led to s_t, so that a window holds K
+    transitions with their rewards (zeros before an episode's first step)."""
     dynamics: DynamicsConfig = DynamicsConfig()
     encoder: EncoderConfig = EncoderConfig()
     representation: RepresentationConfig = RepresentationConfig()
@@ -560,6 +566,8 @@ class TrainConfig:
             raise ValueError(f"num_seeds must be >= 1, got {self.num_seeds}")
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.token not in TOKENS:
+            raise ValueError(f"token must be one of {TOKENS}, got {self.token!r}")
         if self.algo not in METHOD_BUILDERS:
             raise ValueError(f"unknown algo {self.algo!r}; valid: {', '.join(METHOD_BUILDERS)}")
         if self.num_checkpoints not in (1, 3, 5):

@@ -17,8 +17,9 @@ over seeds and runs.
   oracle     -                             -                                 SAC+BC on the true
                                                                              task's multiplier
 
-Every context-based method reads the same K-token context windows (tokens (s_t, a_{t-1}))
-in training and in both evaluation protocols; Prompt-DT reads the window as its prompt.
+Every context-based method reads the same K-token context windows (`TrainConfig.window`
+tokens of the kind `TrainConfig.token`, `data.tokens`) in training and in both evaluation
+protocols; Prompt-DT reads the window as its prompt.
 
 A method is a short list of `Stage` records (name, init, epoch function, epochs,
 convergence test, the data they read), ending with the stage that trains the acting
@@ -38,6 +39,7 @@ import numpy as np
 
 from reda_jax.configs import METHOD_BUILDERS, TrainConfig
 from reda_jax.data import stats
+from reda_jax.data.tokens import token_dim
 from reda_jax.data.train_data import TrainData
 from reda_jax.envs.tasks import TaskSet
 from reda_jax.metrics_log import STAGES
@@ -103,6 +105,7 @@ class Method(NamedTuple):
         encode None for a method without a learned task representation (prompt_dt, bc,
         oracle).
     task_conditioned: act takes the true task's features as a keyword `task` (oracle).
+    window, token: the K tokens of what kind (`data.tokens`) act's context windows hold.
     """
 
     name: str
@@ -113,6 +116,7 @@ class Method(NamedTuple):
     encode: Callable | None
     trainable_params: Callable[[Any], Any]
     window: int
+    token: str
     eval_every: int
     task_conditioned: bool = False
 
@@ -165,6 +169,16 @@ class MethodInputs:
         """K, the context window length every method and protocol reads."""
         return self.config.window
 
+    @property
+    def token(self) -> str:
+        """What a context token holds (`data.tokens`), for every method and protocol."""
+        return self.config.token
+
+    @property
+    def token_dim(self) -> int:
+        """D, the size of one context token."""
+        return token_dim(self.token, self.obs_dim, self.act_dim)
+
     @functools.cached_property
     def state_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std (ds,) of the training states, every task pooled."""
@@ -189,10 +203,11 @@ class MethodInputs:
     def method(self, name: str, stages, act_params, act, encode=None,
                trainable_params=None, history: int = 0, eval_every: int | None = None,
                task_conditioned: bool = False) -> Method:
-        """A Method of this run's context window (eval_every default: the meta config's)."""
+        """A Method of this run's context windows (eval_every default: the meta config's)."""
         return Method(name=name, stages=tuple(stages), act_params=act_params, act=act,
                       history=history, encode=encode,
                       trainable_params=trainable_params or no_params, window=self.window,
+                      token=self.token,
                       eval_every=self.config.meta.eval_every if eval_every is None
                       else eval_every, task_conditioned=task_conditioned)
 

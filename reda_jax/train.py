@@ -166,7 +166,8 @@ class Trainer:
             ts.all_tasks, act_fn, params, self.num_seeds, self.method.window, protocol,
             ecfg.num_episodes, ecfg.seed, max_steps=ecfg.max_steps,
             context_data=self.data.contexts if contexts is None else contexts,
-            history=self.method.history, task_features=feats, simulators=self.simulators)
+            history=self.method.history, task_features=feats, simulators=self.simulators,
+            token=self.method.token)
         return protocols.summarize(result, train_task_names=[t.name for t in ts.train_tasks])
 
     def evaluate(self, meta_state, frozen, epoch: int) -> dict:
@@ -249,7 +250,8 @@ class Trainer:
         return {
             "algo": cfg.algo, "method": method_label(cfg), "task_set": cfg.task_set,
             "num_checkpoints": cfg.num_checkpoints, "num_seeds": self.num_seeds,
-            "seed": cfg.seed, "num_models": cfg.dynamics.num_models,
+            "seed": cfg.seed, "collection_seed": self.data.collection_seed,
+            "num_models": cfg.dynamics.num_models,
             "augmentation": cfg.representation.augmentation,
             "epoch": final["epoch"],
             "protocols": {p: final[p] for p in configs.PROTOCOLS},

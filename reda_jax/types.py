@@ -46,7 +46,8 @@ class ContextBatch:
     Windows are right-aligned: position K-1 is the newest transition; positions before
     the episode start are padding with mask 0 and zero contents.
     observations: (B, K, ds); actions: (B, K, da); rewards: (B, K);
-    next_observations: (B, K, ds); prev_actions: (B, K, da) (zero at an episode's first step);
+    next_observations: (B, K, ds); prev_actions: (B, K, da), prev_rewards (B, K) and
+    prev_observations (B, K, ds): the step before (zero at an episode's first step);
     terminals: (B, K); mask: (B, K) float32, 1.0 for real transitions.
     """
 
@@ -55,6 +56,8 @@ class ContextBatch:
     rewards: jax.Array
     next_observations: jax.Array
     prev_actions: jax.Array
+    prev_rewards: jax.Array
+    prev_observations: jax.Array
     terminals: jax.Array
     mask: jax.Array
 

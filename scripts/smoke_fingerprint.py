@@ -4,6 +4,8 @@ epoch, encoder accuracies), and compared exactly with an earlier fingerprint.
 
   python scripts/smoke_fingerprint.py --out /tmp/before.json          # on the old code
   python scripts/smoke_fingerprint.py --out /tmp/after.json --compare /tmp/before.json
+  python scripts/smoke_fingerprint.py --out /tmp/t.json --compare /tmp/after.json \
+      --set=token=transition      # one config change: which methods does it move?
 
 Bit-identical results are expected on the same machine (a refactor changes no numerics);
 another CPU may differ in the last digits. ~1 min per method cold, seconds with a warm
@@ -17,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 
-def fingerprint(data_dir: str, work_dir: str) -> dict:
+def fingerprint(data_dir: str, work_dir: str, overrides: tuple[str, ...] = ()) -> dict:
     from reda_jax import configs
     from reda_jax.envs.tasks import get_task_set
     from reda_jax.experiment import build_config, load_or_collect
@@ -30,6 +32,8 @@ def fingerprint(data_dir: str, work_dir: str) -> dict:
     out = {}
     for algo in configs.ALGOS:
         config = build_config("hopper-gravity", "smoke", 1, algo=algo)
+        for assignment in overrides:
+            config = configs.override(config, assignment)
         run = Path(work_dir) / algo
         prepare_run_dir(run, {"train": configs.to_dict(config)})
         results = Trainer(config, make_train_data(get_task_set("hopper-gravity"), *data), run,
@@ -68,9 +72,12 @@ def main() -> int:
     parser.add_argument("--compare", help="an earlier fingerprint to compare with")
     parser.add_argument("--data_dir", help="smoke data (collected there if missing); "
                         "default: a temporary directory")
+    parser.add_argument("--set", action="append", default=[], help="override a config field "
+                        "of every method, dotted as in config.json (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = fingerprint(args.data_dir or str(Path(tmp) / "data"), str(Path(tmp) / "runs"))
+        result = fingerprint(args.data_dir or str(Path(tmp) / "data"), str(Path(tmp) / "runs"),
+                             tuple(args.set))
     Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True))
     if args.compare:
         diff = differences(json.loads(Path(args.compare).read_text()), result)

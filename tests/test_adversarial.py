@@ -22,9 +22,20 @@ def test_model_rollout_alive_mask_and_frozen_dead_rows():
     np.testing.assert_allclose(roll.alive[1], [1, 1, 0, 0, 0])
     np.testing.assert_allclose(roll.terminals[0], [0, 1, 1, 1, 1][:4])
     np.testing.assert_allclose(roll.rewards[0], [0, 10, 20, 20])
-    tokens = roll.tokens()
+    tokens = roll.tokens("state")
     assert tokens.shape == (2, 5, 2)
     np.testing.assert_allclose(tokens[0, :, 1], [7, 1, 1, 1, 1])  # a_{-1}, then a_0..a_3
+    # Transition tokens (s_t, a_{t-1}, r_{t-1}, s_{t-1}): the start's previous step given,
+    # then the model's reward r(s_t, a_t) = 10 s_t and the state before.
+    roll = adversarial.model_rollout(jnp.array([[0.0], [1.5]]), jnp.array([[7.0], [8.0]]),
+                                     step_fn, policy, term, horizon=4, key=jax.random.key(0),
+                                     start_prev_reward=jnp.array([0.25, 0.5]),
+                                     start_prev_obs=jnp.array([[-1.0], [-2.0]]))
+    tokens = roll.tokens("transition")
+    assert tokens.shape == (2, 5, 4)
+    np.testing.assert_allclose(tokens[0], [[0, 7, 0.25, -1], [1, 1, 0, 0], [2, 1, 10, 1],
+                                           [2, 1, 20, 2], [2, 1, 20, 2]])
+    np.testing.assert_allclose(tokens[1, :2], [[1.5, 8, 0.5, -2], [2.5, 1, 15, 1.5]])
 
 
 def test_prefix_windows_by_hand():

@@ -131,6 +131,8 @@ TRAIN_FLAG_CASES = [
     (["--set=meta=1"], "meta is a section"),
     (["--set=meta.q_weight"], "expected dotted.field=value"),
     (["--set=meta.context_source='window'"], "context_source"),
+    (["--set=token=states"], "token must be one of ('state', 'transition')"),
+    (["--collect_seed=-1"], "--collect_seed"),
 ]
 
 
@@ -362,6 +364,14 @@ def test_a_collection_asked_for_by_seed_refuses_datasets_of_another_seed(smoke_d
     assert len(train) == len(get_task_set(TS).train_tasks)
     with pytest.raises(store.DatasetError, match="collected with seed 0, not the requested 3"):
         load_or_collect(TS, "smoke", 1, str(smoke_dir), seed=3)
+    # Without a seed the preset's is required (here a preset that says 5): a run's recorded
+    # collection seed is always its data's.
+    import dataclasses
+    original = presets.collect_preset
+    monkeypatch.setattr(presets, "collect_preset", lambda *a, **k: dataclasses.replace(
+        original(*a, **k), seed=5))
+    with pytest.raises(store.DatasetError, match="seed 0, not the requested 5.*--collect_seed"):
+        load_or_collect(TS, "smoke", 1, str(smoke_dir))
 
 
 def test_missing_dataset_on_a_read_only_store_names_both(capsys, tmp_path):

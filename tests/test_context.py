@@ -78,6 +78,12 @@ def check_windows(cb: ContextBatch, tr: Transitions, ep_of, start_of, window=K):
     want_prev = np.where((m & ~first)[..., None], np.asarray(tr.actions)[np.maximum(src - 1, 0)], 0)
     np.testing.assert_array_equal(cb.prev_actions, want_prev)
     np.testing.assert_array_equal(cb.prev_actions[:, 1:][both], cb.actions[:, :-1][both])
+    # prev_rewards / prev_observations likewise (the transition that led to the row's state)
+    np.testing.assert_array_equal(cb.prev_rewards[:, 1:][both], cb.rewards[:, :-1][both])
+    np.testing.assert_array_equal(cb.prev_observations[:, 1:][both],
+                                  cb.observations[:, :-1][both])
+    assert (cb.prev_rewards[first | ~m] == 0).all()
+    assert (cb.prev_observations[first | ~m] == 0).all()
     return t
 
 
@@ -96,6 +102,12 @@ def test_make_device_dataset_precompute():
         want = np.zeros(2) if i == start_of[i] else np.asarray(tr.actions)[i - 1]
         np.testing.assert_array_equal(pa[i], want)
     assert (pa[21:] == 0).all() and (np.asarray(ds.transitions.rewards)[21:] == 0).all()
+    pr, po = np.asarray(ds.prev_rewards), np.asarray(ds.prev_observations)
+    for i in range(21):
+        start = i == start_of[i]
+        assert pr[i] == (0.0 if start else np.asarray(tr.rewards)[i - 1])
+        np.testing.assert_array_equal(po[i], np.zeros(3) if start
+                                      else np.asarray(tr.observations)[i - 1])
     # a dict from the store works too (bool masks)
     d = {k: np.asarray(getattr(tr, k)) for k in ("observations", "actions", "rewards",
                                                   "next_observations")}

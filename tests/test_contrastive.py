@@ -162,13 +162,22 @@ def test_tokens_from_context():
     prev = -jnp.arange(B * K * da, dtype=jnp.float32).reshape(B, K, da) - 1
     mask = jnp.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
     zeros = jnp.zeros((B, K))
+    prev_rew = jnp.arange(B * K, dtype=jnp.float32).reshape(B, K) / 10
     batch = ContextBatch(observations=obs, actions=prev * 7, rewards=zeros, next_observations=obs * 9,
-                         prev_actions=prev, terminals=zeros, mask=mask)
-    tokens, m, query = C.tokens_from_context(batch)
+                         prev_actions=prev, prev_rewards=prev_rew, prev_observations=obs + 100,
+                         terminals=zeros, mask=mask)
+    tokens, m, query = C.tokens_from_context(batch, "state")
     assert tokens.shape == (B, K, ds + da)
     np.testing.assert_array_equal(np.asarray(tokens[1, 2]), [10.0, 11.0, -6.0])
     np.testing.assert_array_equal(np.asarray(query), np.asarray(tokens[:, -1]))
     np.testing.assert_array_equal(np.asarray(m), np.asarray(mask))
+    # Transition tokens: (s_t, a_{t-1}, r_{t-1}, s_{t-1}), the state token's columns first.
+    tokens, _, query = C.tokens_from_context(batch, "transition")
+    assert tokens.shape == (B, K, 2 * ds + da + 1)
+    np.testing.assert_allclose(np.asarray(tokens[1, 2]), [10.0, 11.0, -6.0, 0.5, 110.0, 111.0])
+    np.testing.assert_array_equal(np.asarray(query), np.asarray(tokens[:, -1]))
+    with pytest.raises(ValueError, match="token must be one of"):
+        C.tokens_from_context(batch, "states")
 
 
 class _Jitted:
@@ -269,7 +278,7 @@ def test_encoder_learns_to_identify_tasks_vmapped_over_seeds():
     pass 0.99 after ~200 steps; lr 1e-3 also works but can sit at 2/3 for a while.)"""
     S, T, B, steps = 2, 3, 64, 300
     cfg = EncoderConfig(ff_dim=64, batch_size=B, learning_rate=3e-3)
-    learner = C.make_encoder_learner(cfg, obs_dim=3, act_dim=2, window=3)
+    learner = C.make_encoder_learner(cfg, token_dim=5, window=3)
 
     @jax.jit
     @jax.vmap

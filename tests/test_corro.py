@@ -142,6 +142,7 @@ def _sized(sizes, length):
     tr = Transitions(obs, jnp.zeros((T, length, 1)), z, obs + 0.5, z, z)
     return DeviceDataset(transitions=tr, episode_start=jnp.zeros((T, length), jnp.int32),
                          prev_actions=jnp.zeros((T, length, 1)),
+                         prev_rewards=jnp.zeros((T, length)), prev_observations=jnp.zeros_like(obs),
                          size=jnp.asarray(sizes, jnp.int32))
 
 
@@ -195,7 +196,7 @@ def test_encode_stops_gradients_into_e1_and_ignores_padding():
     z = encode(e1, e2, None, tokens, mask)
     assert z.shape == (3, TINY.z_dim)
     # Window 1 has one transition: z is its unit-norm E1 embedding (softmax weight 1).
-    trans, _ = TE.transitions_from_tokens(tokens, mask, DS)
+    trans, _ = TE.transitions_from_tokens(tokens, mask, DS, DA)
     e_one = jax.jit(corro.e1.apply)(e1, trans[1, 2])
     np.testing.assert_allclose(np.asarray(z[1]), np.asarray(e_one),
                                rtol=1e-5, atol=1e-6)

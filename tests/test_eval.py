@@ -164,6 +164,28 @@ def test_on_policy_window_is_the_episode_so_far():
     assert not np.array_equal(q[0, 0, 0], q[0, 0, 1])
 
 
+def test_transition_tokens_carry_the_previous_step():
+    """token='transition': (s_t, a_{t-1}, r_{t-1}, s_{t-1}); the first five columns are the
+    state token's, the reward is the env's (1 per step alive on the pendulum) and s_{t-1} the
+    previous query's state; zeros at the episode start."""
+    K, S, E, steps = 2, 1, 2, 5
+    tasks = PENDULUM.train_tasks
+    runs = {}
+    for token in ("state", "transition"):
+        rec = Recorder(act_dim=1)
+        evaluate(tasks, rec, jnp.zeros((S, 1)), S, K, "on_policy", E, seed=3, max_steps=steps,
+                 token=token)
+        runs[token] = np.stack(rec.queries), np.stack(rec.contexts)
+    q, c = runs["transition"]
+    assert q.shape[-1] == 2 * 4 + 1 + 1 and c.shape[-1] == 10
+    np.testing.assert_array_equal(q[..., :5], runs["state"][0])
+    np.testing.assert_array_equal(c[:, :, :, -1], q)
+    assert (q[0, ..., 5:] == 0).all()
+    for n in range(1, steps):
+        assert (q[n, ..., 5] == 1.0).all()
+        np.testing.assert_array_equal(q[n, ..., 6:], q[n - 1, ..., :4])
+
+
 def make_test_data(task_code, n=60, lengths=(1, 2, 5, 12, 40)):
     """Rows whose observations encode (row index, task code, step in episode, 0) and whose
     actions are 0.01 * row + task code; episodes of the given lengths (terminal ends)."""

@@ -46,7 +46,7 @@ def window_tokens(data, key, n, K):
     T = data.size.shape[0]
     batch = jax.vmap(lambda d, k: sample_context_windows(d, k, n, K))(
         data, jax.random.split(key, T))
-    return C.tokens_from_context(batch)
+    return C.tokens_from_context(batch, "state")
 
 
 # ----------------------------------------------------------------------- transition encoder
@@ -61,7 +61,7 @@ def test_transitions_from_tokens_by_hand():
     tokens[0, 0] = [7.0, 7.0, 7.0]                       # junk in a padded token
     tokens[1] = np.arange(12).reshape(4, 3)
     mask = np.array([[0, 1, 1, 1], [0, 0, 0, 1]], np.float32)
-    trans, tmask = TE.transitions_from_tokens(jnp.asarray(tokens), jnp.asarray(mask), ds)
+    trans, tmask = TE.transitions_from_tokens(jnp.asarray(tokens), jnp.asarray(mask), ds, da)
     assert trans.shape == (2, 3, 2 * ds + da) and tmask.shape == (2, 3)
     np.testing.assert_array_equal(np.asarray(tmask), [[0, 1, 1], [0, 0, 0]])
     # transition j = (s_j, a_j = prev action of token j+1, s_{j+1})
@@ -70,7 +70,7 @@ def test_transitions_from_tokens_by_hand():
                                                          [20, 21, -3, 30, 31]])
     np.testing.assert_array_equal(np.asarray(trans[1]), np.zeros((3, 5)))
     # Leading dims are arbitrary.
-    t3, m3 = TE.transitions_from_tokens(jnp.asarray(tokens)[None], jnp.asarray(mask)[None], ds)
+    t3, m3 = TE.transitions_from_tokens(jnp.asarray(tokens)[None], jnp.asarray(mask)[None], ds, da)
     np.testing.assert_array_equal(np.asarray(t3[0]), np.asarray(trans))
 
 
@@ -202,7 +202,7 @@ def test_focal_encode_is_the_masked_mean_of_transition_embeddings():
     tokens = jax.random.normal(k1, (3, K, DS + DA))
     mask = jnp.array([[1.0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]])
     z = encode(params, jnp.zeros((3, DS + DA)), tokens, mask)
-    trans, _ = TE.transitions_from_tokens(tokens, mask, DS)
+    trans, _ = TE.transitions_from_tokens(tokens, mask, DS, DA)
     e = np.asarray(focal.module.apply(params, trans))
     np.testing.assert_allclose(np.asarray(z[0]), e[0].mean(0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.asarray(z[1]), e[1, 2], rtol=1e-5, atol=1e-7)

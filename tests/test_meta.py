@@ -42,7 +42,7 @@ def _windows(key, per_task=32):
 
 
 def test_fixed_encoder_update_equals_sac_bc_on_precomputed_features():
-    enc = make_encoder_learner(ENC, DS, DA, K)
+    enc = make_encoder_learner(ENC, DS + DA, K)
     frozen = enc.init(jax.random.key(1)).params
     cfg = MetaPolicyConfig(sac=SMALL, normalize_states=False)
     learner = meta_lib.make_meta_learner(
@@ -67,7 +67,7 @@ def test_fixed_encoder_update_equals_sac_bc_on_precomputed_features():
 
 
 def test_bc_objective_is_the_squared_error_of_the_deterministic_action():
-    enc = make_encoder_learner(ENC, DS, DA, K)
+    enc = make_encoder_learner(ENC, DS + DA, K)
     learner = meta_lib.make_meta_learner(
         MetaPolicyConfig(sac=SMALL, normalize_states=False), DS, DA, 2, K, ENC.z_dim,
         encode=lambda f, t, q, tok, m: enc.encode(t, q, tok, m),
@@ -97,7 +97,7 @@ def _task_action_error(learner, state, key):
 def _trained_error(objective: str, updates: int) -> tuple[float, float]:
     """(error at init, error after `updates` steps) of a policy whose encoder is trained
     by `objective`."""
-    enc = make_encoder_learner(ENC, DS, DA, K)
+    enc = make_encoder_learner(ENC, DS + DA, K)
     cfg = MetaPolicyConfig(sac=SMALL, normalize_states=False, updates_per_epoch=updates)
     learner = meta_lib.make_meta_learner(
         cfg, DS, DA, 2, K, ENC.z_dim, encode=lambda f, t, q, tok, m: enc.encode(t, q, tok, m),
@@ -118,7 +118,7 @@ def test_om_bc_encoder_learns_the_task_from_the_context():
 
 
 def test_om_sac_trains_its_encoder_through_the_critics():
-    enc = make_encoder_learner(ENC, DS, DA, K)
+    enc = make_encoder_learner(ENC, DS + DA, K)
     learner = meta_lib.make_meta_learner(
         MetaPolicyConfig(sac=SMALL, normalize_states=False, clip_td_target=False), DS, DA, 2, K, ENC.z_dim,
         encode=lambda f, t, q, tok, m: enc.encode(t, q, tok, m),

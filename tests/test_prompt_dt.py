@@ -63,9 +63,9 @@ def test_rtg_and_timesteps_by_hand():
     np.testing.assert_array_equal(data.rtg[1], [10, 50, 30, 0, 0, 0, 0])
     np.testing.assert_array_equal(data.timestep[1], [0, 0, 1, 0, 0, 0, 0])
     assert data.rtg.dtype == jnp.float32 and data.timestep.dtype == jnp.int32
-    np.testing.assert_array_equal(data.size, [7, 3])
-    np.testing.assert_array_equal(data.episode_start[0], [0, 0, 0, 3, 3, 5, 5])
-    np.testing.assert_array_equal(data.transitions.observations[1, :3, 1], 5.0)
+    np.testing.assert_array_equal(data.dataset.size, [7, 3])
+    np.testing.assert_array_equal(data.dataset.episode_start[0], [0, 0, 0, 3, 3, 5, 5])
+    np.testing.assert_array_equal(data.dataset.transitions.observations[1, :3, 1], 5.0)
     mean, std = state_stats([a, b])
     obs = np.concatenate([a["observations"], b["observations"]])
     np.testing.assert_allclose(mean, obs.mean(0), rtol=1e-6)

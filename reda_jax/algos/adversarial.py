@@ -1,12 +1,12 @@
 """Branch rollouts in learned models and the adversarial reward (paper Section 3.2, Eq. 5-6).
 
-A rollout of horizon h starts from a real token (s_0, a_{-1}) and produces tokens
-(s_{t+1}, a_t), t = 0..h-1, so it holds h + 1 tokens; token t is valid while the rollout is
+A rollout of horizon h starts from a real token (s_0, a_{-1}[, r_{-1}, s_{-1}]) and produces
+tokens (s_{t+1}, a_t[, r_t, s_t]), t = 0..h-1 (`data.tokens`), so it holds h + 1 tokens; token t is valid while the rollout is
 alive (a terminal next state is still a valid token; nothing after it is). Everything is a
 `lax.scan` over the horizon with fixed shapes and an alive mask.
 
 Shapes: R = rollouts, h = horizon, K = window, ds / da = observation / action dims,
-D = ds + da (a token), T = tasks.
+D = the token size (`data.tokens`), T = tasks.
 """
 from __future__ import annotations
 
@@ -16,26 +16,34 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from reda_jax.data.tokens import make_tokens
+
 
 @flax.struct.dataclass
 class Rollout:
     """observations (R, h+1, ds): s_0..s_h; actions (R, h, da): a_0..a_{h-1};
-    prev_action (R, da): a_{-1}; rewards (R, h): the learned task reward r^(s_t, a_t);
+    prev_action (R, da), prev_reward (R,), prev_observation (R, ds): a_{-1}, r_{-1}, s_{-1}
+    of the real start token; rewards (R, h): the learned task reward r^(s_t, a_t);
     uncertainty (R, h): u(s_t, a_t); terminals (R, h): s_{t+1} is terminal;
     alive (R, h+1): token t is valid (alive[:, 0] = 1)."""
 
     observations: jax.Array
     actions: jax.Array
     prev_action: jax.Array
+    prev_reward: jax.Array
+    prev_observation: jax.Array
     rewards: jax.Array
     uncertainty: jax.Array
     terminals: jax.Array
     alive: jax.Array
 
-    def tokens(self) -> jax.Array:
-        """(R, h+1, D): token t = (s_t, a_{t-1})."""
-        prev = jnp.concatenate([self.prev_action[:, None], self.actions], axis=1)
-        return jnp.concatenate([self.observations, prev], axis=-1)
+    def tokens(self, kind: str) -> jax.Array:
+        """(R, h+1, D): token t = (s_t, a_{t-1}[, r_{t-1}, s_{t-1}]) of `kind`."""
+        prev_act = jnp.concatenate([self.prev_action[:, None], self.actions], axis=1)
+        prev_rew = jnp.concatenate([self.prev_reward[:, None], self.rewards], axis=1)
+        prev_obs = jnp.concatenate([self.prev_observation[:, None], self.observations[:, :-1]],
+                                   axis=1)
+        return make_tokens(kind, self.observations, prev_act, prev_rew, prev_obs)
 
 
 # step_fn(obs (R, ds), act (R, da), key) -> (next_obs (R, ds), uncertainty (R,), reward (R,))
@@ -46,8 +54,11 @@ PolicyFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 def model_rollout(start_obs: jax.Array, start_prev_action: jax.Array, step_fn: StepFn,
                   policy_fn: PolicyFn, termination_fn: Callable, horizon: int,
-                  key: jax.Array) -> Rollout:
-    """Rolls `policy_fn` for `horizon` steps in a learned model from start_obs (R, ds)."""
+                  key: jax.Array, start_prev_reward: jax.Array | None = None,
+                  start_prev_obs: jax.Array | None = None) -> Rollout:
+    """Rolls `policy_fn` for `horizon` steps in a learned model from start_obs (R, ds);
+    start_prev_action (R, da), start_prev_reward (R,) and start_prev_obs (R, ds): the
+    start token's previous step (None: zeros, an episode's first step)."""
 
     def body(carry, key_t):
         obs, alive = carry
@@ -68,7 +79,12 @@ def model_rollout(start_obs: jax.Array, start_prev_action: jax.Array, step_fn: S
     alive = jnp.concatenate([alive0[:, None], swap(alives)], axis=1)
     return Rollout(
         observations=jnp.concatenate([start_obs[:, None], swap(next_obs)], axis=1),
-        actions=swap(acts), prev_action=start_prev_action, rewards=swap(rews),
+        actions=swap(acts), prev_action=start_prev_action,
+        prev_reward=(jnp.zeros(start_obs.shape[:1], start_obs.dtype)
+                     if start_prev_reward is None else start_prev_reward),
+        prev_observation=(jnp.zeros_like(start_obs) if start_prev_obs is None
+                          else start_prev_obs),
+        rewards=swap(rews),
         uncertainty=swap(uncs), terminals=swap(dones), alive=alive)
 
 

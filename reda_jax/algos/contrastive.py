@@ -1,6 +1,6 @@
 """InfoNCE over tasks (paper Eq. 2 / 7), task scores R(z) (Eq. 5) and the encoder learner.
 
-Shapes: T tasks, B windows per task, K window length, D token size (obs_dim + act_dim),
+Shapes: T tasks, B windows per task, K window length, D token size (`data.tokens`),
 Z = z dim. Every function is pure, jittable, and vmappable over a leading seed axis.
 
 InfoNCE (Eq. 2 with S(z, z') = <z, z'> / temperature, temperature 1 in the paper): a random
@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from reda_jax.configs import EncoderConfig
+from reda_jax.data.tokens import make_tokens
 from reda_jax.networks.encoder import ContextEncoder
 from reda_jax.optim import apply_gradients
 from reda_jax.types import ContextBatch, TrainState
@@ -125,11 +126,14 @@ def task_id_accuracy(z: jax.Array, protos: jax.Array, weights: jax.Array | None 
     return weighted_mean((pred == jnp.arange(z.shape[0])[:, None]).astype(jnp.float32), weights)
 
 
-def tokens_from_context(batch: ContextBatch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """ContextBatch with (..., K, ...) fields -> tokens (..., K, D) = concat(observations,
-    prev_actions), i.e. (s_t, a_{t-1}); mask (..., K); query (..., D) = tokens[..., -1, :],
-    the newest token (the query of a training window)."""
-    tokens = jnp.concatenate([batch.observations, batch.prev_actions], -1)
+def tokens_from_context(batch: ContextBatch, kind: str
+                        ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """ContextBatch with (..., K, ...) fields -> tokens (..., K, D) of `kind`
+    (`data.tokens`: 'state' (s_t, a_{t-1}) or 'transition' (s_t, a_{t-1}, r_{t-1}, s_{t-1}));
+    mask (..., K); query (..., D) = tokens[..., -1, :], the newest token (the query of a
+    training window)."""
+    tokens = make_tokens(kind, batch.observations, batch.prev_actions, batch.prev_rewards,
+                         batch.prev_observations)
     return tokens, batch.mask, tokens[..., -1, :]
 
 
@@ -143,9 +147,9 @@ class EncoderLearner(NamedTuple):
     module: ContextEncoder
 
 
-def make_encoder_learner(config: EncoderConfig, obs_dim: int, act_dim: int, window: int
-                         ) -> EncoderLearner:
-    """The context encoder of K = window tokens and its contrastive learner (pure functions):
+def make_encoder_learner(config: EncoderConfig, token_dim: int, window: int) -> EncoderLearner:
+    """The context encoder of K = window tokens of D = token_dim and its contrastive learner
+    (pure functions):
 
     init(key) -> EncoderState (Adam, config.learning_rate)
     encode(params, query (..., D), tokens (..., K, D), mask (..., K)) -> z (..., Z), no dropout
@@ -155,7 +159,7 @@ def make_encoder_learner(config: EncoderConfig, obs_dim: int, act_dim: int, wind
     """
     module = ContextEncoder(config)
     opt = optax.adam(config.learning_rate)
-    D, K = obs_dim + act_dim, window
+    D, K = token_dim, window
 
     def init(key: jax.Array) -> EncoderState:
         params = module.init(key, jnp.zeros((1, D)), jnp.zeros((1, K, D)), jnp.ones((1, K)))

@@ -19,9 +19,9 @@ Sanity baselines: `bc` is objective 'bc' with `no_context` (z of size 0); `oracl
 
 Batches: `per_task` = batch_size // T windows of every training task, each window's newest
 step is the transition. config.context_source 'transition': z is that window's and z' the
-window shifted by one step's (its newest token is (s', a)); 'independent': z is that of
-another window of the same task drawn independently, and z' = z. Shapes: T tasks, K window,
-D = ds + da, Z = z dim.
+window shifted by one step's (its newest token is (s', a), or (s', a, r, s) for transition
+tokens); 'independent': z is that of another window of the same task drawn independently,
+and z' = z. Shapes: T tasks, K window, D token size (`data.tokens`), Z = z dim.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from reda_jax.algos.contrastive import tokens_from_context
 from reda_jax.algos.sac import make_sac, value_bounds
 from reda_jax.configs import MetaPolicyConfig
 from reda_jax.data.context import DeviceDataset, sample_task_windows
+from reda_jax.data.tokens import make_tokens
 from reda_jax.networks.policies import TanhGaussianActor
 from reda_jax.optim import apply_gradients
 from reda_jax.types import Transitions, data_vector
@@ -86,10 +87,11 @@ def task_z(task_features: jax.Array, lead: tuple[int, ...]) -> jax.Array:
 
 def window_features(encode: EncodeFn, frozen, trainable, batch,
                     task_features: jax.Array | None = None,
-                    context=None, normalize: Callable[[jax.Array], jax.Array] = lambda s: s
-                    ) -> tuple[Transitions, jax.Array]:
+                    context=None, normalize: Callable[[jax.Array], jax.Array] = lambda s: s,
+                    token: str = "state") -> tuple[Transitions, jax.Array]:
     """ContextBatch (T, P, K, ...) -> (Transitions (T*P, ...) with z appended to s and z' to
-    s', z (T*P, Z)). z' (of the window shifted by one step) is held constant.
+    s', z (T*P, Z)). z' (of the window shifted by one step) is held constant. token: what
+    the windows' tokens hold (`data.tokens`).
     task_features (T, Z): the oracle's z, the true task's features, replaces the encoder.
     context: ContextBatch (T, P, K, ...) of independent windows of the same tasks: z is
     theirs and z' = z (held constant); None: z of the transitions' own windows.
@@ -97,14 +99,15 @@ def window_features(encode: EncodeFn, frozen, trainable, batch,
     if task_features is not None:
         z = z_next = task_z(task_features, batch.rewards.shape[:2])
     elif context is not None:
-        tokens, mask, query = tokens_from_context(context)
+        tokens, mask, query = tokens_from_context(context, token)
         z = encode(frozen, trainable, query, tokens, mask)
         z_next = jax.lax.stop_gradient(z)
     else:
-        tokens, mask, query = tokens_from_context(batch)
+        tokens, mask, query = tokens_from_context(batch, token)
         z = encode(frozen, trainable, query, tokens, mask)
-        next_token = jnp.concatenate([batch.next_observations[:, :, -1], batch.actions[:, :, -1]],
-                                     -1)
+        newest = lambda x: x[:, :, -1]
+        next_token = make_tokens(token, newest(batch.next_observations), newest(batch.actions),
+                                 newest(batch.rewards), newest(batch.observations))
         next_tokens = jnp.concatenate([tokens[:, :, 1:], next_token[:, :, None]], 2)
         next_mask = jnp.concatenate([mask[:, :, 1:], jnp.ones_like(mask[:, :, :1])], 2)
         z_next = jax.lax.stop_gradient(encode(frozen, trainable, next_token, next_tokens,
@@ -134,7 +137,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
                       reward_range: tuple[float, float] | None = None,
                       task_features: jax.Array | None = None,
                       state_stats: tuple[Any, Any] | None = None,
-                      action_std: Any | None = None) -> MetaLearner:
+                      action_std: Any | None = None, token: str = "state") -> MetaLearner:
     """init(key) -> MetaState;
     update(state, frozen, batch: ContextBatch (T, P, K, ...), key, context=None) -> (state,
         metrics); context: independent windows (T, P, K, ...) that give z
@@ -142,7 +145,8 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
     epoch(state, frozen, data: DeviceDataset (T, ...), key) -> (state, metrics): a lax.scan
         of config.updates_per_epoch updates, metrics with a leading (updates,) axis;
     act(actor_params, frozen, trainable, query (..., D), context (..., K, D), mask (..., K),
-        task=None) -> deterministic actions (..., da).
+        task=None) -> deterministic actions (..., da); D: tokens of kind `token`
+        (`data.tokens`), which start with the state s_t.
     reward_range (r_min, r_max) of the training data: TD targets are clipped to
         `value_bounds` of it when config.clip_td_target.
     task_features (T, z_dim): the oracle: z is the true task's features (training windows
@@ -205,7 +209,7 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
 
             def loss(critic_params, trainable):
                 tr, _ = window_features(encode, frozen, trainable, batch, task_features,
-                                        context, normalize)
+                                        context, normalize, token)
                 l, info = sac.critic_loss(critic_params, state.policy, tr, k_critic)
                 return l, (info, tr)
 
@@ -216,7 +220,8 @@ def make_meta_learner(config: MetaPolicyConfig, obs_dim: int, act_dim: int, num_
             info = {**c_info, **a_info}
         else:
             def loss(actor_params, trainable):   # BC needs no z' of the next window
-                tokens, mask, query = tokens_from_context(batch if context is None else context)
+                tokens, mask, query = tokens_from_context(
+                    batch if context is None else context, token)
                 if task_features is None:
                     z = encode(frozen, trainable, query, tokens, mask)
                 else:

@@ -14,7 +14,8 @@ and scans whole epochs; nothing here touches the host.
   stage 3  the meta-policy, shared with the baselines: `reda_jax.algos.meta` (SAC+BC on
            the real data, z = phi(context window of the same task) held fixed).
 
-Shapes: T training tasks, N rows per task, K window, ds/da dims, D = ds + da, Z = z dim.
+Shapes: T training tasks, N rows per task, K window, ds/da dims, D token size
+(`data.tokens`), Z = z dim.
 
 Length: the paper's Algorithm 1 in one module (its three stages and their method builder),
 so that it reads against the paper line by line; the parts it composes (ensembles,
@@ -34,6 +35,7 @@ from reda_jax.algos.sac import SACState, make_sac
 from reda_jax.configs import TrainConfig
 from reda_jax.data import ring
 from reda_jax.data.context import DeviceDataset, sample_task_windows
+from reda_jax.data.tokens import token_dim
 from reda_jax.methods import Method, MethodInputs, Stage, context_method, representation_stage
 from reda_jax.types import Transitions
 
@@ -116,11 +118,11 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
     step(task, obs (..., ds), act (..., da)) -> next_obs (`envs.mjx_physics`)."""
     dcfg, ecfg, rcfg = config.dynamics, config.encoder, config.representation
     K, T = config.window, num_tasks
-    D = obs_dim + act_dim
+    D, token = token_dim(config.token, obs_dim, act_dim), config.token
     task_models = make_task_models(dcfg, obs_dim, act_dim, T)
     dyn = task_models.fns
     rew = dynamics.make_gaussian_ensemble(dcfg, obs_dim + act_dim, 1, 1, dcfg.reward_hidden_dims)
-    enc = contrastive.make_encoder_learner(ecfg, obs_dim, act_dim, K)
+    enc = contrastive.make_encoder_learner(ecfg, D, K)
     adv = make_sac(rcfg.adversary, obs_dim, act_dim)
     if rcfg.adversary_reward == "reference" and T < 2:
         raise ValueError("representation.adversary_reward='reference' rolls the adversary out "
@@ -178,7 +180,7 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
     def encode_windows(enc_params, batch) -> tuple[jax.Array, jax.Array]:
         """z (..., Z) and weights (...) of ContextBatch windows (any leading dims)."""
-        tokens, mask, query = contrastive.tokens_from_context(batch)
+        tokens, mask, query = contrastive.tokens_from_context(batch, token)
         return enc.encode(enc_params, query, tokens, mask), mask[..., -1]
 
     def real_windows(data: DeviceDataset, key, n: int, window: int = K):
@@ -236,7 +238,8 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
             return adversarial.model_rollout(
                 obs0, prev0, task_step_fn(models.dynamics, task, models.reward, members,
                                           model_of_row), policy,
-                termination_fn, rcfg.horizon, k_roll)
+                termination_fn, rcfg.horizon, k_roll, pick(starts.prev_rewards),
+                pick(starts.prev_observations))
 
         return jax.vmap(one_task)(jnp.arange(T), jax.random.split(key, T))
 
@@ -246,7 +249,7 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
     def rollout_scores(enc_params, roll: adversarial.Rollout, protos):
         """R(z_t) of every prefix window of every rollout: (T, R, h+1), and the windows."""
-        tokens = jax.vmap(lambda r: r.tokens())(roll)                    # (T, R, h+1, D)
+        tokens = jax.vmap(lambda r: r.tokens(token))(roll)               # (T, R, h+1, D)
         wins, masks = jax.vmap(lambda t, a: adversarial.prefix_windows(t, a, K))(
             tokens, roll.alive)                                          # (T, R, h+1, K, D)
         z = enc.encode(enc_params, wins[..., -1, :], wins, masks)        # (T, R, h+1, Z)
@@ -327,7 +330,8 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
 
         def enc_step(s, k):
             k_real, k_model, k_u = jax.random.split(k, 3)
-            tokens, mask, query = contrastive.tokens_from_context(real_windows(data, k_real, n_real))
+            tokens, mask, query = contrastive.tokens_from_context(
+                real_windows(data, k_real, n_real), token)
             if n_model:
                 (m_tok, m_mask), ok = jax.vmap(
                     lambda w, c, kk: ring.sample(w, c, kk, n_model))(
@@ -369,7 +373,7 @@ def reda_method(inputs: MethodInputs) -> Method:
                   inputs.termination_fn, *updates, simulator)
     learner = meta_lib.make_meta_learner(
         config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
-        config.encoder.z_dim,
+        config.encoder.z_dim, token=inputs.token,
         encode=lambda frozen, trainable, q, t, m: r.encoder.encode(frozen, q, t, m),
         **inputs.stage3_stats())
     stages = []

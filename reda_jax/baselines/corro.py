@@ -1,7 +1,7 @@
 """CORRO's bi-level encoder, negative generators and InfoNCE (PKU-RL/CORRO, reference s.2).
 
 Shapes: T tasks, B batch, N negatives, K window length, ds / da observation / action dims,
-D = ds + da token size, Z = z_dim, L = cvae_latent. A transition is concat(s, a, s') of size
+D token size (`data.tokens`), Z = z_dim, L = cvae_latent. A transition is concat(s, a, s') of size
 2*ds + da (no reward: the tasks differ in dynamics only).
 
 Stages:
@@ -285,7 +285,7 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
     def encode(e1_params, e2_params, query: jax.Array, tokens: jax.Array, mask: jax.Array
                ) -> jax.Array:
         del query
-        trans, tmask = transitions_from_tokens(tokens, mask, ds)
+        trans, tmask = transitions_from_tokens(tokens, mask, ds, da)
         e = e1.apply(jax.lax.stop_gradient(e1_params), trans)
         return e2.apply(e2_params, e, tmask)
 
@@ -312,7 +312,7 @@ def corro_method(inputs: MethodInputs) -> Method:
     corro = make_corro(ccfg, inputs.obs_dim, inputs.act_dim, T, K,
                        delta_std(inputs.data.train_arrays))
     learner = meta_lib.make_meta_learner(
-        inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, ccfg.z_dim,
+        inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, ccfg.z_dim, token=inputs.token,
         encode=corro.encode, init_trainable=corro.init_aggregator,
         encoder_lr=ccfg.learning_rate, **inputs.stage3_stats())
     generative = Stage("dynamics", "stage 1: generative",

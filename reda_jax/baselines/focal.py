@@ -1,6 +1,6 @@
 """FOCAL's context encoder and distance-metric loss (FOCAL-ICLR code, reference s.1 and s.7).
 
-Shapes: T tasks, B windows per task, K window length, D = ds + da token size, Z = z_dim.
+Shapes: T tasks, B windows per task, K window length, D token size (`data.tokens`), Z = z_dim.
 
 The encoder reads the K-1 transitions (s_j, a_j, s_{j+1}) derived from a window's tokens
 (`transitions_from_tokens`), embeds each with an MLP (3x200 ReLU, tanh output, rlkit init)
@@ -27,6 +27,7 @@ import optax
 from reda_jax.algos import contrastive
 from reda_jax.configs import FocalConfig
 from reda_jax.data.context import DeviceDataset, sample_task_windows
+from reda_jax.data.tokens import token_dim
 from reda_jax.methods import Method, MethodInputs, context_method, prefixed, representation_stage
 from reda_jax.networks.transition_encoder import TransitionMLP, masked_mean, \
     transitions_from_tokens
@@ -92,12 +93,13 @@ class Focal(NamedTuple):
 
 
 def make_focal(config: FocalConfig, obs_dim: int, act_dim: int, num_tasks: int,
-               window: int) -> Focal:
+               window: int, token: str = "state") -> Focal:
     """FOCAL's encoder learner (pure functions; vmappable over a leading seed axis):
 
     init(key) -> FocalState (Adam, config.learning_rate)
     encode(params, query (..., D), tokens (..., K, D), mask (..., K)) -> z (..., Z);
-        query is unused (same signature as ReDA's encoder)
+        query is unused (same signature as ReDA's encoder); D: tokens of kind `token`
+        (`data.tokens`), of which FOCAL reads (s_j, a_{j-1})
     update(state, tokens (T, B, K, D), mask (T, B, K), key) -> (state, metrics): one Adam
         step on loss_weight * focal_metric_loss of the T*B windows (task id t, weight 1 iff
         the window has a valid transition); metrics "loss" (unweighted L),
@@ -111,14 +113,14 @@ def make_focal(config: FocalConfig, obs_dim: int, act_dim: int, num_tasks: int,
         raise ValueError(f"FOCAL needs windows of >= 2 tokens (one transition), got {window}")
     module = TransitionMLP(tuple(config.hidden_dims), config.z_dim, "tanh")
     opt = optax.adam(config.learning_rate)
-    D, K, B = obs_dim + act_dim, window, config.contexts_per_task
+    D, K, B = token_dim(token, obs_dim, act_dim), window, config.contexts_per_task
 
     def init(key: jax.Array) -> FocalState:
         params = module.init(key, jnp.zeros((1, 2 * obs_dim + act_dim)))
         return FocalState(params=params, opt_state=opt.init(params), step=jnp.zeros((), jnp.int32))
 
     def encode_with_weights(params, tokens, mask):
-        trans, tmask = transitions_from_tokens(tokens, mask, obs_dim)
+        trans, tmask = transitions_from_tokens(tokens, mask, obs_dim, act_dim)
         return masked_mean(module.apply(params, trans), tmask), tmask.max(-1)
 
     def encode(params, query: jax.Array, tokens: jax.Array, mask: jax.Array) -> jax.Array:
@@ -154,7 +156,7 @@ def make_focal(config: FocalConfig, obs_dim: int, act_dim: int, num_tasks: int,
         def step(s, k):
             k_win, k_up = jax.random.split(k)
             batch = sample_task_windows(data, k_win, B, K)
-            tokens, mask, _ = contrastive.tokens_from_context(batch)
+            tokens, mask, _ = contrastive.tokens_from_context(batch, token)
             return update(s, tokens, mask, k_up)
 
         return jax.lax.scan(step, state, jax.random.split(key, config.updates_per_epoch))
@@ -168,9 +170,9 @@ def focal_method(inputs: MethodInputs) -> Method:
     distance-metric encoder, stage 3 SAC+BC with it fixed (paper B.4)."""
     from reda_jax.algos import meta as meta_lib
     fcfg, T, K = inputs.config.focal, inputs.num_tasks, inputs.window
-    focal = make_focal(fcfg, inputs.obs_dim, inputs.act_dim, T, K)
+    focal = make_focal(fcfg, inputs.obs_dim, inputs.act_dim, T, K, inputs.token)
     learner = meta_lib.make_meta_learner(
-        inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, fcfg.z_dim,
+        inputs.config.meta, inputs.obs_dim, inputs.act_dim, T, K, fcfg.z_dim, token=inputs.token,
         encode=lambda frozen, trainable, q, t, m: focal.encode(frozen, q, t, m),
         **inputs.stage3_stats())
     return context_method(inputs, "focal", learner, [representation_stage(

@@ -10,10 +10,10 @@ from reda_jax.methods import Method, MethodInputs, context_method
 
 def _offline_meta_method(inputs: MethodInputs, name: str, objective: str) -> Method:
     config = inputs.config
-    enc = make_encoder_learner(config.encoder, inputs.obs_dim, inputs.act_dim, inputs.window)
+    enc = make_encoder_learner(config.encoder, inputs.token_dim, inputs.window)
     learner = meta_lib.make_meta_learner(
         config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
-        config.encoder.z_dim,
+        config.encoder.z_dim, token=inputs.token,
         encode=lambda frozen, trainable, q, t, m: enc.encode(trainable, q, t, m),
         init_trainable=lambda key: enc.init(key).params,
         encoder_lr=config.encoder.learning_rate, objective=objective, **inputs.stage3_stats())

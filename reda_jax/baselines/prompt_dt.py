@@ -3,7 +3,8 @@ is a prompt from the task followed by the agent's own recent (return-to-go, stat
 steps; it is trained by behaviour cloning (masked action MSE) on all training tasks.
 
 Shapes: T tasks, N rows per task, B batch, K prompt length (the context window of every
-method), H = config.history (own steps read), ds / da obs / act dims, D = ds + da, E embed.
+method), H = config.history (own steps read), ds / da obs / act dims, D the token size
+(`data.tokens`), E embed.
 
 Sequence = K prompt tokens, then 3H main tokens interleaved (R_0, s_0, a_0, ..., R_{H-1},
 s_{H-1}, a_{H-1}); the action at step j is read at the s_j token (tanh(Dense)).
@@ -12,7 +13,7 @@ s_{H-1}, a_{H-1}); the action at step j is read at the s_j token (tanh(Dense)).
   the normalised state (ds -> E) and the action (da -> E), each plus an Embed(max_timestep+1,
   E) vector of the step's timestep (clipped to max_timestep), then `embed_ln` (LayerNorm).
 * Prompt tokens (deviation): the prompt IS the method-shared context window, K tokens
-  (s_j, a_{j-1}) with no return-to-go or timestep; each token gets its own Dense(D -> E)
+  (s_j, a_{j-1}[, r_{j-1}, s_{j-1}]) with no return-to-go or timestep; each token gets its own Dense(D -> E)
   (states normalised like the main states) plus a learned prompt-position vector (K
   positions); no embed_ln on prompt tokens (as Prompt-DT). Prompt-DT's prompt is instead a
   5-step (R, s, a) segment of an expert trajectory with its own four embeddings.
@@ -55,6 +56,7 @@ from reda_jax.configs import PromptDTConfig
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
                                    stack_datasets, take_window, window_rows)
 from reda_jax.data.stats import as_arrays
+from reda_jax.data.tokens import make_tokens, token_dim
 from reda_jax.methods import Method, MethodInputs, prefixed
 from reda_jax.optim import apply_gradients
 from reda_jax.types import History, TrainState, Transitions
@@ -69,28 +71,18 @@ _LN_EPS = 1e-5
 
 @flax.struct.dataclass
 class DTData:
-    """DeviceDataset fields (with the leading task axis T) plus DT targets.
+    """The stacked tasks' DeviceDataset plus DT targets (leading task axis T).
 
-    transitions: Transitions (T, N, ...); episode_start (T, N) int32; prev_actions (T, N, da);
-    size (T,) int32 (rows >= size are padding);
+    dataset: DeviceDataset (T, N, ...) (rows >= size are padding);
     rtg: (T, N) float32, undiscounted sum of the rewards from the row to the end of its
         episode (as stored: an episode cut by a time limit or the data's end just sums the
         remaining stored rewards); 0 on padding
     timestep: (T, N) int32, row index - episode_start (0 on padding)
     """
 
-    transitions: Transitions
-    episode_start: jax.Array
-    prev_actions: jax.Array
-    size: jax.Array
+    dataset: DeviceDataset
     rtg: jax.Array
     timestep: jax.Array
-
-    @property
-    def dataset(self) -> DeviceDataset:
-        """The DeviceDataset part (for `sample_context_windows`)."""
-        return DeviceDataset(transitions=self.transitions, episode_start=self.episode_start,
-                             prev_actions=self.prev_actions, size=self.size)
 
 
 def returns_to_go(rewards: np.ndarray, terminals: np.ndarray,
@@ -128,16 +120,15 @@ def make_dt_data(arrays: Sequence[Transitions | Mapping[str, Any]]) -> DTData:
         extra = n_max - rtg.shape[0]
         rtgs.append(np.concatenate([rtg, np.zeros(extra, np.float32)]))
         steps.append(np.concatenate([step, np.zeros(extra, np.int32)]))
-    return DTData(transitions=stacked.transitions, episode_start=stacked.episode_start,
-                  prev_actions=stacked.prev_actions, size=stacked.size,
-                  rtg=jnp.asarray(np.stack(rtgs)), timestep=jnp.asarray(np.stack(steps)))
+    return DTData(dataset=stacked, rtg=jnp.asarray(np.stack(rtgs)),
+                  timestep=jnp.asarray(np.stack(steps)))
 
 
 @flax.struct.dataclass
 class DTBatch:
     """B training segments with their prompts (right-aligned, left padding masked).
 
-    prompt: (B, K, D) tokens (s_j, a_{j-1}) of a window of the segment's task (raw states)
+    prompt: (B, K, D) tokens (`data.tokens`) of a window of the segment's task (raw states)
     prompt_mask: (B, K) float32
     observations: (B, H, ds) raw states; actions: (B, H, da) the data's actions a_j
     rtg: (B, H) float32 unscaled return-to-go from step j (inclusive)
@@ -154,7 +145,7 @@ class DTBatch:
 
 
 def sample_segments(data: DTData, key: jax.Array, batch_size: int, history: int,
-                    window: int) -> DTBatch:
+                    window: int, token: str = "state") -> DTBatch:
     """One task's data (no task axis) -> B right-aligned segments of H steps whose end rows
     are uniform in [0, size) and which never cross an episode boundary (as
     `sample_context_windows`), each with an independently drawn K-token prompt window of the
@@ -164,9 +155,10 @@ def sample_segments(data: DTData, key: jax.Array, batch_size: int, history: int,
     take = lambda x: take_window(x, safe, valid)
 
     cb = sample_context_windows(data.dataset, k_prompt, batch_size, window)
-    return DTBatch(prompt=jnp.concatenate([cb.observations, cb.prev_actions], -1),
-                   prompt_mask=cb.mask, observations=take(data.transitions.observations),
-                   actions=take(data.transitions.actions), rtg=take(data.rtg),
+    return DTBatch(prompt=make_tokens(token, cb.observations, cb.prev_actions, cb.prev_rewards,
+                                      cb.prev_observations),
+                   prompt_mask=cb.mask, observations=take(data.dataset.transitions.observations),
+                   actions=take(data.dataset.transitions.actions), rtg=take(data.rtg),
                    timesteps=take(data.timestep), mask=valid.astype(jnp.float32))
 
 
@@ -276,7 +268,7 @@ class PromptDT(NamedTuple):
 
 def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks: int,
                    window: int, state_mean: Any, state_std: Any,
-                   target_return: float) -> PromptDT:
+                   target_return: float, token: str = "state") -> PromptDT:
     """Prompt-DT's learner and policy (pure functions of one seed; vmap over seeds):
 
     init(key) -> DTState (params, AdamW state, step 0)
@@ -292,7 +284,7 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
     act(params, query (M, D), context (M, K, D), mask (M, K), hist: History of (M, H, ...))
         -> actions (M, da), deterministic: prompt = the context window; rtg_j =
         (target_return - hist.returns_before_j) / rtg_scale; states = hist.tokens[..., :ds];
-        action j = hist.tokens[j+1, ds:] (a zero action at the current step); the prediction
+        action j = hist.tokens[j+1, ds:ds+da] (a zero action at the current step); the prediction
         at the current (last) state token. query is unused (it is hist.tokens[:, -1]).
     States (main and prompt) are normalised with (state_mean, state_std); rtg is divided by
     config.rtg_scale.
@@ -306,7 +298,7 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
         if int(v) < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
     ds, da, K, H = obs_dim, act_dim, int(window), int(config.history)
-    D = ds + da
+    D = token_dim(token, ds, da)
     mean = jnp.asarray(state_mean, jnp.float32).reshape(ds)
     std = jnp.asarray(state_std, jnp.float32).reshape(ds)
     target = float(target_return)
@@ -321,7 +313,10 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
         return (x - mean) / std
 
     def predict(params, batch: DTBatch, key: jax.Array | None = None) -> jax.Array:
-        prompt = jnp.concatenate([normalise(batch.prompt[..., :ds]), batch.prompt[..., ds:]], -1)
+        p = batch.prompt   # its states (s_j, and s_{j-1} of transition tokens) normalised
+        prompt = jnp.concatenate([normalise(p[..., :ds]), p[..., ds:ds + da]] + (
+            [p[..., ds + da:ds + da + 1], normalise(p[..., ds + da + 1:])]
+            if token == "transition" else []), -1)
         rngs = None if key is None else {"dropout": key}
         return module.apply(params, prompt, batch.prompt_mask, batch.rtg / config.rtg_scale,
                             normalise(batch.observations), batch.actions, batch.timesteps,
@@ -337,11 +332,11 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
         return DTState(params=params, opt_state=opt.init(params), step=jnp.zeros((), jnp.int32))
 
     def sample_batch(data: DTData, key: jax.Array) -> DTBatch:
-        T = data.size.shape[0]
+        T = data.dataset.size.shape[0]
         if T != num_tasks:
             raise ValueError(f"data has {T} tasks, the learner was built for {num_tasks}")
         keys = jax.random.split(key, T)
-        b = jax.vmap(lambda d, k: sample_segments(d, k, config.segments_per_task, H, K))(
+        b = jax.vmap(lambda d, k: sample_segments(d, k, config.segments_per_task, H, K, token))(
             data, keys)
         return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), b)
 
@@ -365,7 +360,7 @@ def make_prompt_dt(config: PromptDTConfig, obs_dim: int, act_dim: int, num_tasks
         tokens = jnp.asarray(hist.tokens, jnp.float32)
         if tokens.shape[-2] != H:
             raise ValueError(f"hist has {tokens.shape[-2]} steps, the model reads H = {H}")
-        prev = tokens[..., ds:]
+        prev = tokens[..., ds:ds + da]
         actions = jnp.concatenate([prev[..., 1:, :], jnp.zeros_like(prev[..., :1, :])], -2)
         batch = DTBatch(prompt=jnp.asarray(context, jnp.float32),
                         prompt_mask=jnp.asarray(mask, jnp.float32),
@@ -394,7 +389,7 @@ def prompt_dt_method(inputs: MethodInputs) -> Method:
     pcfg, arrays = inputs.config.prompt_dt, inputs.data.train_arrays
     mean, std = inputs.state_stats
     dt = make_prompt_dt(pcfg, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window,
-                        mean, std, target_return(arrays))
+                        mean, std, target_return(arrays), inputs.token)
     stage = inputs.policy_stage(
         dt.init, prefixed(lambda s, _frozen, data, key: dt.epoch(s, data, key), "meta/"),
         make_dt_data(arrays), pcfg.num_epochs)

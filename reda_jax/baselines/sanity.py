@@ -11,6 +11,7 @@ def bc_method(inputs: MethodInputs) -> Method:
     """Deterministic BC on the pooled training tasks' data; no context, no encoder."""
     learner = meta_lib.make_meta_learner(
         inputs.config.meta, inputs.obs_dim, inputs.act_dim, inputs.num_tasks, inputs.window, 0,
+        token=inputs.token,
         encode=meta_lib.no_context, objective="bc", **inputs.stage3_stats())
     return context_method(inputs, "bc", learner)._replace(encode=None)
 
@@ -20,7 +21,7 @@ def oracle_method(inputs: MethodInputs) -> Method:
     T, mcfg = inputs.num_tasks, inputs.config.meta
     feats = task_features(inputs.train_multipliers, inputs.train_multipliers, mcfg.oracle_code)
     learner = meta_lib.make_meta_learner(
-        mcfg, inputs.obs_dim, inputs.act_dim, T, inputs.window, feats.shape[1],
+        mcfg, inputs.obs_dim, inputs.act_dim, T, inputs.window, feats.shape[1], token=inputs.token,
         encode=meta_lib.no_context, task_features=feats, **inputs.stage3_stats())
     return context_method(inputs, "oracle", learner)._replace(
         encode=None, task_conditioned=True,

@@ -1,7 +1,7 @@
 """On-device sampling of transitions and context windows.
 
-A `DeviceDataset` holds one task's transitions on the device with two precomputed helpers
-(`episode_start`, `prev_actions`), padded to a fixed length so that several tasks stack
+A `DeviceDataset` holds one task's transitions on the device with precomputed helpers
+(`episode_start` and the previous step's action, reward and state), padded to a fixed length so that several tasks stack
 into one pytree with a leading task axis T and the samplers can be `jax.vmap`ped over it.
 
 Context windows (`sample_context_windows`) are right-aligned: for an end index t, position
@@ -27,12 +27,16 @@ class DeviceDataset:
     transitions: Transitions with (N, ...) arrays, N = padded length
     episode_start: (N,) int32, index of the first transition of the episode containing i
     prev_actions: (N, da) float32, action i-1 of the same episode, zeros at an episode's start
+    prev_rewards: (N,) float32, reward i-1 of the same episode, likewise
+    prev_observations: (N, ds) float32, state i-1 of the same episode, likewise
     size: () int32, number of valid rows; rows >= size are padding and never sampled
     """
 
     transitions: Transitions
     episode_start: jax.Array
     prev_actions: jax.Array
+    prev_rewards: jax.Array
+    prev_observations: jax.Array
     size: jax.Array
 
 
@@ -45,7 +49,8 @@ def _as_transitions(data: Transitions | Mapping[str, Any]) -> Transitions:
 
 def make_device_dataset(transitions: Transitions | Mapping[str, Any],
                         pad_to: int | None = None) -> DeviceDataset:
-    """Precomputes episode starts and previous actions on the host, returns device arrays.
+    """Precomputes episode starts and the previous step's action, reward and state on the
+    host, returns device arrays.
 
     transitions: `Transitions` or a dict of flat arrays (store.load_dataset), N rows in
         episode order; an episode ends where terminals or truncations is nonzero.
@@ -60,8 +65,11 @@ def make_device_dataset(transitions: Transitions | Mapping[str, Any],
     is_start = np.concatenate([[True], done[:-1]])
     idx = np.arange(n)
     episode_start = np.maximum.accumulate(np.where(is_start, idx, 0))
-    prev_actions = np.concatenate([np.zeros_like(tr.actions[:1]), tr.actions[:-1]])
-    prev_actions[is_start] = 0.0
+
+    def previous(x):
+        out = np.concatenate([np.zeros_like(x[:1]), x[:-1]])
+        out[is_start] = 0.0
+        return out
 
     extra = pad_to - n
     pad = lambda x: np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)])
@@ -69,7 +77,9 @@ def make_device_dataset(transitions: Transitions | Mapping[str, Any],
         transitions=jax.device_put(jax.tree.map(pad, tr)),
         episode_start=jnp.asarray(np.concatenate([episode_start, np.arange(n, pad_to)]),
                                   jnp.int32),
-        prev_actions=jnp.asarray(pad(prev_actions)),
+        prev_actions=jnp.asarray(pad(previous(tr.actions))),
+        prev_rewards=jnp.asarray(pad(previous(tr.rewards))),
+        prev_observations=jnp.asarray(pad(previous(tr.observations))),
         size=jnp.asarray(n, jnp.int32),
     )
 
@@ -83,6 +93,8 @@ def _pad_device_dataset(ds: DeviceDataset, length: int) -> DeviceDataset:
         episode_start=jnp.concatenate([ds.episode_start,
                                        jnp.arange(n, length, dtype=jnp.int32)]),
         prev_actions=pad(ds.prev_actions),
+        prev_rewards=pad(ds.prev_rewards),
+        prev_observations=pad(ds.prev_observations),
         size=ds.size,
     )
 
@@ -92,7 +104,8 @@ def stack_datasets(datasets: Sequence[DeviceDataset | Transitions | Mapping[str,
     """Stacks tasks along a new leading axis T, padding each to the longest length.
 
     Returns a DeviceDataset with transitions (T, N_max, ...), episode_start (T, N_max),
-    prev_actions (T, N_max, da) and size (T,) (each task's own number of valid rows).
+    prev_actions (T, N_max, da), prev_rewards (T, N_max), prev_observations (T, N_max, ds)
+    and size (T,) (each task's own number of valid rows).
     """
     dss = [d if isinstance(d, DeviceDataset) else make_device_dataset(d) for d in datasets]
     if not dss:
@@ -136,7 +149,8 @@ def sample_context_windows(ds: DeviceDataset, key: jax.Array, batch_size: int,
     End indices t are uniform in [0, size). Row j of a window is transition t-(K-1)+j if
     that index is >= episode_start[t], else padding (mask 0, zeros). Returns a ContextBatch
     with observations (B, K, ds), actions (B, K, da), rewards (B, K), next_observations
-    (B, K, ds), prev_actions (B, K, da), terminals (B, K), mask (B, K) float32.
+    (B, K, ds), prev_actions (B, K, da), prev_rewards (B, K), prev_observations (B, K, ds),
+    terminals (B, K), mask (B, K) float32.
     Pure gathers; jittable with batch_size and window static; vmappable over tasks.
     """
     safe, valid = window_rows(ds, key, batch_size, window)
@@ -148,6 +162,8 @@ def sample_context_windows(ds: DeviceDataset, key: jax.Array, batch_size: int,
         rewards=take(tr.rewards),
         next_observations=take(tr.next_observations),
         prev_actions=take(ds.prev_actions),
+        prev_rewards=take(ds.prev_rewards),
+        prev_observations=take(ds.prev_observations),
         terminals=take(tr.terminals),
         mask=valid.astype(jnp.float32),
     )

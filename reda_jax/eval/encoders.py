@@ -30,7 +30,7 @@ ACCURACY_KEYS, EMBEDDING_KEYS, READOUT_KEYS, MODEL_KEYS = 4, 5, 6, 7  # RNG stag
 
 def encode_windows(method: Method, frozen, trainable, batch) -> tuple[jax.Array, jax.Array]:
     """z (..., Z) and weights (...) of ContextBatch windows (any leading dims), one seed."""
-    tokens, mask, query = contrastive.tokens_from_context(batch)
+    tokens, mask, query = contrastive.tokens_from_context(batch, method.token)
     return method.encode(frozen, trainable, query, tokens, mask), mask[..., -1]
 
 

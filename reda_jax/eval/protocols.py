@@ -7,16 +7,16 @@ simulators are MuJoCo stepped directly (``reda_jax.envs.batched.BatchedEnvs``: t
 observations, rewards, terminations and time limit as the gymnasium v5 env, bit for bit,
 and the same initial states for the same reset seed), not one gymnasium env per episode.
 Shapes: S = seeds, T = tasks, E = episodes per task, M = T * E envs per seed (env m = t*E + e),
-K = window, D = obs_dim + act_dim.
+K = window, D = the token size.
 
-A context *token* is (s_t, a_{t-1}) (a_{-1} = 0 at an episode start). The query is always the
-current token. The context differs by protocol:
+A context *token* is (s_t, a_{t-1}) or, with ``token='transition'``, (s_t, a_{t-1}, r_{t-1},
+s_{t-1}) (`data.tokens`; the previous step's parts are 0 at an episode start). The query is
+always the current token. The context differs by protocol:
 
 * ``on_policy``: the policy's own most recent K tokens of the current episode, right-aligned,
   including the current token at position K-1 (so ``context[..., -1, :] == query``); positions
   before the episode start are zero with mask 0. At step t the mask holds min(t+1, K) ones.
-* ``off_policy``: at the episode start one window of K consecutive tokens
-  (observations, prev_actions) is drawn from that task's test data (transitions of unseen
+* ``off_policy``: at the episode start one window of K consecutive tokens is drawn from that task's test data (transitions of unseen
   behavior checkpoints) with ``sample_context_windows`` (right-aligned, never crossing an
   episode boundary, mask 0 on padding); it stays fixed for the whole episode. The draws are
   seeded by ``seed`` and differ per policy seed, task and episode. (The public code erases
@@ -35,7 +35,7 @@ meets the same initial states (a paired comparison: the spread over seeds is the
 Public API::
 
     evaluate(tasks, act_fn, params, num_seeds, window, protocol, num_episodes, seed,
-             max_steps=None, context_data=None, history=0) -> EvalResult
+             max_steps=None, context_data=None, history=0, ..., token='state') -> EvalResult
     History(tokens, mask, returns_before, timesteps)      (the fifth act_fn argument, history > 0)
     env_seed(seed, task_index, episode_index) -> int     (the reset seed evaluate uses)
     summarize(result, train_task_names=None) -> dict (JSON-able)
@@ -58,6 +58,7 @@ import numpy as np
 
 from reda_jax.configs import PROTOCOLS
 from reda_jax.data.context import DeviceDataset, make_device_dataset, sample_context_windows
+from reda_jax.data.tokens import make_tokens, token_dim
 from reda_jax.envs.batched import BatchedEnvs
 from reda_jax.envs.tasks import TaskSpec
 from reda_jax.types import History, Transitions
@@ -99,10 +100,11 @@ def env_seed(seed: int, task_index: int, episode_index: int) -> int:
     return int(np.random.SeedSequence([seed, task_index, episode_index]).generate_state(1)[0])
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _draw_windows(ds: DeviceDataset, key: jax.Array, batch_size: int, window: int):
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _draw_windows(ds: DeviceDataset, key: jax.Array, batch_size: int, window: int, token: str):
     cb = sample_context_windows(ds, key, batch_size, window)
-    return jnp.concatenate([cb.observations, cb.prev_actions], axis=-1), cb.mask
+    return make_tokens(token, cb.observations, cb.prev_actions, cb.prev_rewards,
+                       cb.prev_observations), cb.mask
 
 
 def _as_device_dataset(data: Any) -> DeviceDataset:
@@ -118,7 +120,8 @@ def _as_device_dataset(data: Any) -> DeviceDataset:
 
 def _off_policy_contexts(tasks: Sequence[TaskSpec], context_data: Mapping[str, Any] | None,
                          num_seeds: int, num_episodes: int, window: int, seed: int,
-                         obs_dim: int, act_dim: int) -> tuple[jax.Array, jax.Array]:
+                         obs_dim: int, act_dim: int, token: str
+                         ) -> tuple[jax.Array, jax.Array]:
     """(S, M, K, D) tokens and (S, M, K) mask: S*E windows per task from one key per task."""
     if context_data is None:
         raise ValueError("the off_policy protocol needs context_data: {task name: test data}")
@@ -138,8 +141,8 @@ def _off_policy_contexts(tasks: Sequence[TaskSpec], context_data: Mapping[str, A
         if int(ds.size) < 1:
             raise ValueError(f"context data of {task.name!r} is empty")
         tok, mask = _draw_windows(ds, jax.random.fold_in(base, t), num_seeds * num_episodes,
-                                  window)
-        tokens.append(tok.reshape(num_seeds, num_episodes, window, obs_dim + act_dim))
+                                  window, token)
+        tokens.append(tok.reshape(num_seeds, num_episodes, window, tok.shape[-1]))
         masks.append(mask.reshape(num_seeds, num_episodes, window))
     # (S, T*E, ...) with env m = t*E + e.
     return jnp.concatenate(tokens, axis=1), jnp.concatenate(masks, axis=1)
@@ -168,7 +171,7 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
              max_steps: int | None = None,
              context_data: Mapping[str, Any] | None = None,
              history: int = 0, task_features: np.ndarray | None = None,
-             simulators: BatchedEnvs | None = None) -> EvalResult:
+             simulators: BatchedEnvs | None = None, token: str = "state") -> EvalResult:
     """Runs num_episodes deterministic episodes per task and policy seed (module doc).
 
     tasks: the T tasks, one env family; simulated as ``task.make_env()`` would be.
@@ -185,6 +188,7 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
     task_features: (T, F) features of the true tasks, for a task-conditioned (oracle) policy:
         act_fn then also gets the keyword ``task`` (S, M, F).
     simulators: `make_simulators(tasks, num_seeds, num_episodes)` to reuse (None: made here).
+    token: what a token holds, 'state' or 'transition' (module doc, `data.tokens`).
     An episode ends at terminated, truncated or max_steps; finished envs are not stepped.
     """
     t0 = time.perf_counter()
@@ -220,19 +224,21 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
                          f"num_seeds, num_episodes)")
     sim = simulators
     obs_dim, act_dim = sim.obs_dim, sim.act_dim
-    D = obs_dim + act_dim
+    D = token_dim(token, obs_dim, act_dim)
+    transition = token == "transition"
     seeds_te = np.array([[env_seed(seed, t, e) for e in range(E)] for t in range(T)], np.int64)
 
     query = np.zeros((S, M, D), np.float32)
     q_flat = query.reshape(S * M, D)  # a view: the loops write into `query`
-    # a_{-1} = 0: the query was zeroed
+    # a_{-1} = 0 (and r_{-1}, s_{-1}): the query was zeroed
     q_flat[:, :obs_dim] = sim.reset(np.arange(S * M), np.tile(seeds_te.ravel(), S))
 
     if protocol == "on_policy":
         context = np.zeros((S, M, K, D), np.float32)
         mask = np.zeros((S, M, K), np.float32)
     else:
-        context, mask = _off_policy_contexts(tasks, context_data, S, E, K, seed, obs_dim, act_dim)
+        context, mask = _off_policy_contexts(tasks, context_data, S, E, K, seed, obs_dim, act_dim,
+                                             token)
 
     extra = {}
     if task_features is not None:
@@ -277,10 +283,13 @@ def evaluate(tasks: Sequence[TaskSpec], act_fn: ActFn, params: Any, num_seeds: i
         obs, rew, terminated, truncated = sim.step(alive, a_flat[alive])
         returns[alive] += rew
         lengths[alive] += 1
+        if transition:   # r_{t-1} and s_{t-1} of the next token
+            q_flat[alive, obs_dim + act_dim + 1:] = q_flat[alive, :obs_dim]
+            q_flat[alive, obs_dim + act_dim] = rew
         q_flat[alive, :obs_dim] = obs
         env_steps += len(alive)
         alive = alive[~(terminated | truncated | (lengths[alive] >= limit))]
-        q_flat[:, obs_dim:] = a_flat  # a_{t-1} of the next token
+        q_flat[:, obs_dim:obs_dim + act_dim] = a_flat  # a_{t-1} of the next token
     return EvalResult(returns=returns.reshape(S, T, E), lengths=lengths.reshape(S, T, E),
                       task_names=tuple(t.name for t in tasks), protocol=protocol,
                       env_seeds=seeds_te, env_steps=env_steps,

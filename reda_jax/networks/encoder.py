@@ -1,11 +1,12 @@
 """The context encoder phi(z | x): cross-attention from the current token to a context window.
 
-A token is (s_t, a_{t-1}) of size D = obs_dim + act_dim. The query is embedded (Dense) from
-the current token, keys and values from the K context tokens (Dense, plus an optional
-learned embedding per window position; windows are right-aligned, position K-1 is the
-newest). Each of `num_layers` layers is masked multi-head cross-attention + residual +
-LayerNorm, then a ReLU feed-forward block (ff_dim) + residual + LayerNorm (post-LN, as
-PyTorch's TransformerEncoderLayer); a linear head maps to z (no squashing).
+A token (`data.tokens`: (s_t, a_{t-1}) or the transition that led to s_t) has size D. The
+query is embedded (Dense) from the current token, keys and values from the K context tokens
+(Dense, plus an optional learned embedding per window position; windows are right-aligned,
+position K-1 is the newest). Each of `num_layers` layers is masked multi-head
+cross-attention + residual + LayerNorm, then a ReLU feed-forward block (ff_dim) + residual
++ LayerNorm (post-LN, as PyTorch's TransformerEncoderLayer); a linear head maps to z (no
+squashing).
 
 Masking: padded tokens (mask 0) are replaced by zeros before anything reads them and get
 no attention weight, so their contents never change z (not even NaN or inf). A window with

@@ -1,11 +1,12 @@
 """Per-transition encoders for the FOCAL and CORRO baselines, read from token windows.
 
-A context window is K right-aligned tokens, token j = (s_j, a_{j-1}) of size
-D = ds + da, with a mask (K,) (1 = valid; padding on the left). At evaluation time only
-tokens exist, so the baselines read the K-1 *transitions derived from consecutive tokens*:
-transition j = (s_j, a_j, s_{j+1}) with s_j = tokens[j, :ds], a_j = tokens[j+1, ds:] (the
-next token's previous action) and s_{j+1} = tokens[j+1, :ds]; it is valid iff tokens j and
-j+1 both are. There is no reward (the tasks differ in dynamics only).
+A context window is K right-aligned tokens, token j starting with (s_j, a_{j-1}) (D >= ds +
+da: `data.tokens`; what follows is not read here), with a mask (K,) (1 = valid; padding on
+the left). At evaluation time only tokens exist, so the baselines read the K-1 *transitions
+derived from consecutive tokens*: transition j = (s_j, a_j, s_{j+1}) with s_j =
+tokens[j, :ds], a_j = tokens[j+1, ds:ds+da] (the next token's previous action) and s_{j+1} =
+tokens[j+1, :ds]; it is valid iff tokens j and j+1 both are. There is no reward (the tasks
+differ in dynamics only).
 
 Networks use rlkit's initialisation (FOCAL-ICLR and CORRO both build on rlkit's Mlp):
 hidden kernels U(+-1/sqrt(n)) with n = weight.size(0) of the PyTorch (out, in) weight, i.e.
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 _MASKED_LOGIT = -1e9
 
 
-def transitions_from_tokens(tokens: jax.Array, mask: jax.Array, obs_dim: int
+def transitions_from_tokens(tokens: jax.Array, mask: jax.Array, obs_dim: int, act_dim: int
                             ) -> tuple[jax.Array, jax.Array]:
     """tokens (..., K, D), mask (..., K) -> trans (..., K-1, 2*ds+da), tmask (..., K-1).
 
@@ -31,7 +32,7 @@ def transitions_from_tokens(tokens: jax.Array, mask: jax.Array, obs_dim: int
     mask[..., j] and mask[..., j+1] are both > 0 (float, mask's dtype). Invalid rows are zeros.
     """
     s = tokens[..., :-1, :obs_dim]
-    a = tokens[..., 1:, obs_dim:]
+    a = tokens[..., 1:, obs_dim:obs_dim + act_dim]
     s_next = tokens[..., 1:, :obs_dim]
     valid = (mask[..., :-1] > 0) & (mask[..., 1:] > 0)                  # (..., K-1)
     trans = jnp.concatenate([s, a, s_next], -1)
