@@ -24,8 +24,8 @@ CHECKPOINTS_KEPT = 2  # per stage: the newest, and one to fall back to if it is 
 STAGE_FIELDS = {"dynamics": ("algo", "task_set", "num_checkpoints", "num_seeds", "seed",
                              "dynamics", "corro"),
                 "representation": ("algo", "task_set", "num_checkpoints", "num_seeds", "seed",
-                                   "dynamics", "corro", "window", "encoder", "representation",
-                                   "focal")}
+                                   "dynamics", "corro", "window", "token", "encoder",
+                                   "representation", "focal")}
 IGNORED_FIELDS = ("checkpoint_interval_s",)   # do not change what a stage computes
 
 

@@ -281,3 +281,13 @@ def test_a_method_added_by_one_module_and_one_registry_line_trains_end_to_end(
     # A second run in the same directory restores both finished stages and trains nothing.
     again = Trainer(config, data, run, show_progress=False, log=lambda _: None).run()
     assert again["protocols"] == results["protocols"] and len(gaps("meta/gap")) == len(policy)
+
+def test_a_stage_is_reused_only_where_the_token_kind_cannot_change_it():
+    """Dynamics models read transitions, not tokens: a transition-token run may reuse them;
+    a representation stage encodes tokens: it may not."""
+    from reda_jax.stage_checkpoints import config_diff
+    state = configs.to_dict(build_config(TASK_SET, "smoke", 1))
+    transition = configs.to_dict(configs.override(build_config(TASK_SET, "smoke", 1),
+                                                  "token='transition'"))
+    assert config_diff(state, transition, "dynamics") == []
+    assert config_diff(state, transition, "representation") == ["token"]
