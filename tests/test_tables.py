@@ -138,7 +138,8 @@ def test_runs_on_two_collections_pool_with_an_interval(tmp_path):
     assert (s.mean, s.n) == (250.0, 4)
     assert (s.lo, s.hi) == (pytest.approx(44.6, abs=0.1), pytest.approx(455.4, abs=0.1))
     md = tables.runs_summary(groups, tmp_path)
-    assert "| hopper-gravity | 1 | reda | 3 | 4 | 0, 1 |" in md
+    # Each collection's mean (on- / off-policy; off = on / 2 in make_run).
+    assert "| hopper-gravity | 1 | reda | 3 | 4 | 0: 150.0 / 75.0; 1: 350.0 / 175.0 |" in md
     one = tables.Stat.of([5.0])
     assert one.n == 1 and np.isnan(one.lo) and tables._fmt_ours(one) == "5.0 ± 0.0 (1)"
 

@@ -305,14 +305,22 @@ def per_task_tables(groups: Mapping[GroupKey, Group]) -> tuple[str, list[dict]]:
 # The app.
 
 def runs_summary(groups: Mapping[GroupKey, Group], root: Path) -> str:
-    lines = ["### Runs", "", "| task set | ckpt | method | models | seeds | data collections "
-             "| run directories |", "|---|---|---|---|---|---|---|"]
+    """Per group: its seeds, and each data collection's mean return (all tasks, on- / off-
+    policy), so that a reader sees how far the collections pooled in a cell disagree."""
+    lines = ["### Runs", "", "| task set | ckpt | method | models | seeds | mean per data "
+             "collection (on- / off-policy) | run directories |", "|---|---|---|---|---|---|---|"]
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
         g = groups[key]
         n = max((len(v) for v in [g.per_seed(p) for p in PROTOCOLS]), default=0)
         dirs = ", ".join(str(_rel(r.path, root)) for r in g.runs)
-        colls = ", ".join("unrecorded" if c is None else str(c) for c in g.collections)
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | {colls} | {dirs} |")
+        per = []
+        for c in g.collections:
+            sub = Group(key, [r for r in g.runs if r.collection == c])
+            means = " / ".join(f"{np.mean(v):.1f}" if len(v) else "–"
+                               for v in (sub.per_seed(p) for p in PROTOCOLS))
+            per.append(f"{'unrecorded' if c is None else c}: {means}")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {n} | {'; '.join(per)} "
+                     f"| {dirs} |")
     return "\n".join(lines + [""])
 
 
