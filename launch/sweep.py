@@ -9,15 +9,18 @@ several hosts.
 
 The grid (Tables 1-5 of the paper):
 * main: --task_sets (default: the 7 task sets of Tables 1-2) x --checkpoints x --methods x
-  --seeds;
+  --seeds x --collect_seeds;
 * ReDA ablations (Tables 3-4): --ablation_task_sets (default: Walker2d Gravity and
-  Dof-Damping, as in the paper) x --checkpoints x --ablations x --seeds;
+  Dof-Damping, as in the paper) x --checkpoints x --ablations x --seeds x --collect_seeds;
 * numbers of dynamics models (Table 5): --models_task_sets (default walker2d-gravity) x
-  --models_checkpoints (default 1) x --num_models x --seeds; the default number (3) is the
-  main ReDA run and is not repeated.
-Each run is one `python -m experiments.train ... --seed=s [--num_seeds=S]` (its seeds are
-vmapped inside the run) with --workdir=<runs_root>/<task_set>/<method>/<preset>-ckpt<k>-seed<s>
-[-models<n>], the layout experiments.tables and experiments.plots read.
+  --models_checkpoints (default 1) x --num_models x --seeds x --collect_seeds; the default
+  number (3) is the main ReDA run and is not repeated.
+Each run is one `python -m experiments.train ... --seed=s [--num_seeds=S] [--collect_seed=c]`
+(its seeds are vmapped inside the run) with --workdir=<runs_root>/<task_set>/<method>/
+<preset>-ckpt<k>-seed<s>[-models<n>][-collect<c>], the layout experiments.tables and
+experiments.plots read. --collect_seeds (default: the preset's collection seed only) adds
+independent behavior data collections: collection c's datasets live at
+<data_root>/<data preset>/<task_set>-seed<c> (`experiment.collection_dir`).
 
 Modes: `list` prints the commands and counts. `local` runs the unfinished ones (a run whose
 workdir has results.json is skipped, so a re-launch resumes), one at a time or --parallel=N
@@ -73,6 +76,7 @@ class RunSpec:
     ablation: str = "none"
     num_models: int | None = None        # None: the config's default
     num_seeds: int | None = None         # None: the preset's
+    collect_seed: int | None = None      # None: the data preset's collection seed
     runs_root: str = "runs"
     data_root: str = DEFAULT_DATA_ROOT
 
@@ -81,16 +85,27 @@ class RunSpec:
         return method_name(self.algo, self.ablation)
 
     @property
+    def _data_preset(self) -> str:
+        return presets.train_preset(self.preset, self.task_set).data_preset
+
+    @property
+    def _other_collection(self) -> bool:
+        """Whether the run reads another collection than the data preset's."""
+        return self.collect_seed is not None and self.collect_seed != presets.collect_preset(
+            self._data_preset, self.task_set).seed
+
+    @property
     def workdir(self) -> str:
         models = f"-models{self.num_models}" if self.num_models is not None else ""
+        collection = f"-collect{self.collect_seed}" if self._other_collection else ""
         return (f"{self.runs_root}/{self.task_set}/{self.method}/"
-                f"{self.preset}-ckpt{self.checkpoints}-seed{self.seed}{models}")
+                f"{self.preset}-ckpt{self.checkpoints}-seed{self.seed}{models}{collection}")
 
     @property
     def data_dir(self) -> str:
         """Where experiments.train finds (or collects) this run's datasets."""
-        data_preset = presets.train_preset(self.preset, self.task_set).data_preset
-        return f"{self.data_root}/{data_preset}/{self.task_set}"
+        base = f"{self.data_root}/{self._data_preset}/{self.task_set}"
+        return f"{base}-seed{self.collect_seed}" if self._other_collection else base
 
     @property
     def finished(self) -> bool:
@@ -106,6 +121,8 @@ class RunSpec:
         cmd += [f"--preset={self.preset}", f"--seed={self.seed}"]
         if self.num_seeds is not None:
             cmd.append(f"--num_seeds={self.num_seeds}")
+        if self._other_collection:
+            cmd.append(f"--collect_seed={self.collect_seed}")
         cmd.append(f"--workdir={self.workdir}")
         if self.data_root != DEFAULT_DATA_ROOT:
             cmd.append(f"--data_dir={self.data_dir}")
@@ -131,9 +148,11 @@ def expand_grid(task_sets: Sequence[str] = PAPER_TASK_SETS,
                 models_checkpoints: Sequence[int] = MODELS_CHECKPOINTS,
                 seeds: Sequence[int] = (0,), preset: str = "paper",
                 num_seeds: int | None = None, runs_root: str = "runs",
-                data_root: str = DEFAULT_DATA_ROOT) -> list[RunSpec]:
-    """The runs, seed by seed: main grid, then ablations, then numbers of models. A run
-    that appears twice (e.g. num_models=3 = the main ReDA run) is kept once."""
+                data_root: str = DEFAULT_DATA_ROOT,
+                collect_seeds: Sequence[int | None] = (None,)) -> list[RunSpec]:
+    """The runs, collection by collection and seed by seed: main grid, then ablations, then
+    numbers of models. A run that appears twice (e.g. num_models=3 = the main ReDA run, or a
+    collection seed equal to the preset's) is kept once."""
     _check(list(task_sets) + list(ablation_task_sets) + list(models_task_sets), TASK_SETS,
            "task sets")
     _check(list(checkpoints) + list(models_checkpoints), (1, 3, 5), "checkpoint counts")
@@ -142,13 +161,14 @@ def expand_grid(task_sets: Sequence[str] = PAPER_TASK_SETS,
     _check([preset], presets.PRESETS, "presets")
     if any(n < 1 for n in num_models):
         raise ValueError(f"numbers of models must be >= 1, got {list(num_models)}")
-    common = dict(preset=preset, num_seeds=num_seeds, runs_root=runs_root, data_root=data_root)
     out: dict[str, RunSpec] = {}
 
     def add(spec):
         out.setdefault(spec.workdir, spec)
 
-    for s in seeds:
+    for c, s in ((c, s) for c in collect_seeds for s in seeds):
+        common = dict(preset=preset, num_seeds=num_seeds, runs_root=runs_root,
+                      data_root=data_root, collect_seed=c)
         for ts in task_sets:
             for k in checkpoints:
                 for m in methods:
@@ -311,9 +331,10 @@ def collect_commands(specs: Sequence[RunSpec]) -> list[str]:
     for s in specs:
         if s.data_dir not in out and not _datasets_ready(s.data_dir):
             data_preset = Path(s.data_dir).parent.name
+            seed = [f"--seed={s.collect_seed}"] if s.collect_seed is not None else []
             out[s.data_dir] = shlex.join(["python", "-m", "experiments.collect",
                                           f"--task_set={s.task_set}", f"--preset={data_preset}",
-                                          f"--workdir={s.data_dir}"])
+                                          *seed, f"--workdir={s.data_dir}"])
     return list(out.values())
 
 
@@ -407,6 +428,8 @@ def define_flags() -> None:
     flags.DEFINE_list("models_checkpoints", [str(k) for k in MODELS_CHECKPOINTS],
                       "Checkpoint counts of the numbers-of-models runs (paper: 1).")
     flags.DEFINE_list("seeds", ["0"], "Base seeds (one run each).")
+    flags.DEFINE_list("collect_seeds", [], "Seeds of independent behavior data collections "
+                      "(one run each; default: the preset's collection only).")
     flags.DEFINE_integer("num_seeds", None, "Seeds vmapped inside each run; default the preset's.")
     flags.DEFINE_enum("preset", "paper", list(presets.PRESETS), "Size preset.")
     flags.DEFINE_string("runs_root", "runs", "Run directories go under this.")
@@ -442,6 +465,7 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> list[RunSpec]:
                               nonempty=False)
     num_models = ints("num_models", f.num_models, low=1, nonempty=False)
     seeds = ints("seeds", f.seeds, low=0)
+    collect_seeds = ints("collect_seeds", f.collect_seeds, low=0, nonempty=False) or [None]
     at_least("num_seeds", f.num_seeds)
     at_least("parallel", f.parallel)
     at_least("slurm_cpus", f.slurm_cpus)
@@ -458,7 +482,7 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> list[RunSpec]:
     specs = expand_grid(
         f.task_sets, checkpoints, f.methods, f.ablations, f.ablation_task_sets, num_models,
         f.models_task_sets, models_checkpoints, seeds, f.preset, f.num_seeds, f.runs_root,
-        f.data_root)
+        f.data_root, collect_seeds)
     if not specs:
         raise InputError("the grid is empty: give --task_sets, --checkpoints and --methods, "
                          "or --ablations, or --num_models")

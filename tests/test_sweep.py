@@ -59,6 +59,29 @@ def test_command_strings():
                          "--data_dir=/d/mini/hopper-gravity")
 
 
+def test_independent_collections(tmp_path):
+    """--collect_seeds: a run per collection; the preset's collection keeps the plain layout
+    (and is not repeated), another gets --collect_seed, a -collect<c> workdir and the
+    -seed<c> data directory that experiments.train and experiments.collect use."""
+    from reda_jax import presets
+    assert presets.collect_preset("mini", "hopper-gravity").seed == 0
+    specs = sweep.expand_grid(task_sets=["hopper-gravity"], checkpoints=[1], methods=["bc"],
+                              ablations=[], num_models=[], seeds=[0], preset="mini",
+                              collect_seeds=[0, 1, 0])
+    assert [s.shell() for s in specs] == [
+        "python -m experiments.train --task_set=hopper-gravity --checkpoints=1 --algo=bc "
+        "--preset=mini --seed=0 --workdir=runs/hopper-gravity/bc/mini-ckpt1-seed0",
+        "python -m experiments.train --task_set=hopper-gravity --checkpoints=1 --algo=bc "
+        "--preset=mini --seed=0 --collect_seed=1 "
+        "--workdir=runs/hopper-gravity/bc/mini-ckpt1-seed0-collect1"]
+    assert specs[1].data_dir == "runs/data/mini/hopper-gravity-seed1"
+    elsewhere = sweep.RunSpec("hopper-gravity", 1, "bc", 0, "mini", collect_seed=1,
+                              data_root=str(tmp_path / "d"))
+    assert sweep.collect_commands([elsewhere]) == [
+        "python -m experiments.collect --task_set=hopper-gravity --preset=mini --seed=1 "
+        f"--workdir={tmp_path}/d/mini/hopper-gravity-seed1"]
+
+
 def _fake_argv(log):
     """A stand-in for experiments.train: records start/end, writes config.json then
     results.json (or fails for workdirs containing 'om_bc')."""
