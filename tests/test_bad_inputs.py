@@ -168,7 +168,8 @@ class _Flags(SimpleNamespace):
 def _sweep_flags(tmp_path, **kw):
     base = dict(mode="list", task_sets=[TS], checkpoints=["1"], methods=["reda"],
                 ablations=[], ablation_task_sets=[], num_models=[], models_task_sets=[],
-                models_checkpoints=[], seeds=["0"], num_seeds=None, preset="smoke",
+                models_checkpoints=[], seeds=["0"], collect_seeds=[], num_seeds=None,
+                preset="smoke",
                 runs_root=str(tmp_path / "runs"), data_root=str(tmp_path / "data"),
                 parallel=1, out=str(tmp_path / "out"), slurm_cpus=8, slurm_gpus=1,
                 slurm_max_concurrent=None, num_processes=None, process_id=None)
@@ -181,6 +182,7 @@ SWEEP_CASES = [
     (dict(seeds=["x"]), "--seeds: takes comma-separated integers"),
     (dict(seeds=["-1"]), "--seeds: every value must be >= 0"),
     (dict(seeds=[]), "--seeds: needs at least one value"),
+    (dict(collect_seeds=["-1"]), "--collect_seeds: every value must be >= 0"),
     (dict(mode="local", parallel=0), "--parallel: must be an integer >= 1"),
     (dict(checkpoints=["2"]), "--checkpoints: [2] not allowed"),
     (dict(num_models=["0"]), "--num_models: every value must be >= 1"),
