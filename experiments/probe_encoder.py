@@ -118,6 +118,24 @@ def check_flags(argv: list[str], f=flags.FLAGS) -> tuple[str, list[int]]:
     return preset, seeds
 
 
+def merge_earlier_readout(record: dict, path: Path) -> list[str]:
+    """Adds to `record` (in place) the methods of an earlier read-out at `path` that this
+    call did not run, when that read-out is of the same configuration (task set, preset,
+    --set, seeds) and collections, so that reading out one more method keeps the others;
+    returns their names."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    same = all(old.get(k) == record[k] for k in ("task_set", "preset", "set", "num_seeds"))
+    per_old, per_new = old.get("per_collection", {}), record["per_collection"]
+    if not same or set(per_old) != set(per_new):
+        return []
+    kept = [m for m in next(iter(per_old.values()), {}) if m not in next(iter(per_new.values()))]
+    for name, by_method in per_new.items():
+        by_method.update({m: per_old[name][m] for m in kept if m in per_old[name]})
+    return kept
+
+
 def main(argv):
     preset, seeds = check_flags(argv)
     quiet_logs()
@@ -170,12 +188,15 @@ def main(argv):
             results.setdefault(name, {})[method] = out
             print(f"{name} {method}: " + ", ".join(f"{k} {np.mean(v):.3f}"
                                                    for k, v in out.items()), flush=True)
-    rows = readout_rows(results)
-    table = format_readout(rows)
     record = {"task_set": _TASK_SET.value, "preset": preset, "variant": _VARIANT.value,
               "set": list(_SET.value), "num_seeds": _NUM_SEEDS.value, "data": infos,
               "per_collection": results}
     out_path = work / f"readout-{_VARIANT.value}.json"
+    kept = merge_earlier_readout(record, out_path)
+    if kept:
+        print(f"{out_path}: keeps the earlier read-out of {', '.join(kept)} (same variant, "
+              "collections and seeds)")
+    table = format_readout(readout_rows(results))
     write_json_atomic(out_path, record)
     print(f"\nEncoder read-out, {_TASK_SET.value}, preset {preset}, variant {_VARIANT.value}"
           f"{' (' + ' '.join(_SET.value) + ')' if _SET.value else ''}: mean [95% t-interval] "

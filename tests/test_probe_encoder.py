@@ -99,6 +99,14 @@ def test_probe_encoder_app_stops_where_the_encoder_is_final(tmp_path):
         np.testing.assert_allclose(per2["max_mean_q"], [max(v) for v in q])
     assert (run / "focal-default" / "checkpoints" / "meta_policy").is_dir()
     assert "task 1, D1_test contexts" in again.stdout
+    # Reading out one method again keeps the other's read-out in the variant's file.
+    one = subprocess.run([a for a in argv if not a.startswith("--methods")] +
+                         ["--methods=focal", "--policies"], capture_output=True, text=True,
+                         timeout=900, cwd=REPO)
+    assert one.returncode == 0, one.stderr[-3000:]
+    record3 = json.loads((tmp_path / "probe" / "didactic" / "readout-default.json").read_text())
+    assert record3["per_collection"]["collect0"] == record2["per_collection"]["collect0"]
+    assert "keeps the earlier read-out of om_sac" in one.stdout and "| om_sac |" in one.stdout
 
 
 def test_simulator_branches_are_appended_to_each_training_task():
