@@ -1,7 +1,8 @@
 """Paired difference of two methods' returns (experiments.train run directories), seed by
 seed on the same data collection: mean [95% t-interval] per protocol and task group.
 
-  python scripts/paired_returns.py "runs/hopper-gravity/reda/*" "runs/hopper-gravity/reda_wo_model/*"
+  python scripts/paired_returns.py "runs/hopper-gravity/reda/*" \
+      "runs/hopper-gravity/reda_wo_model/*"
 
 Each argument is a glob of finished run directories (results.json); runs are matched by
 (collection seed, base seed) and their seeds by index, so both sides must have run the

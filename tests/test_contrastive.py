@@ -163,8 +163,8 @@ def test_tokens_from_context():
     mask = jnp.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
     zeros = jnp.zeros((B, K))
     prev_rew = jnp.arange(B * K, dtype=jnp.float32).reshape(B, K) / 10
-    batch = ContextBatch(observations=obs, actions=prev * 7, rewards=zeros, next_observations=obs * 9,
-                         prev_actions=prev, prev_rewards=prev_rew, prev_observations=obs + 100,
+    batch = ContextBatch(observations=obs, actions=prev * 7, rewards=zeros,
+                         next_observations=obs * 9, prev_actions=prev, prev_rewards=prev_rew, prev_observations=obs + 100,
                          terminals=zeros, mask=mask)
     tokens, m, query = C.tokens_from_context(batch, "state")
     assert tokens.shape == (B, K, ds + da)

@@ -1,9 +1,10 @@
 """Branch rollouts in learned models and the adversarial reward (paper Section 3.2, Eq. 5-6).
 
 A rollout of horizon h starts from a real token (s_0, a_{-1}[, r_{-1}, s_{-1}]) and produces
-tokens (s_{t+1}, a_t[, r_t, s_t]), t = 0..h-1 (`data.tokens`), so it holds h + 1 tokens; token t is valid while the rollout is
-alive (a terminal next state is still a valid token; nothing after it is). Everything is a
-`lax.scan` over the horizon with fixed shapes and an alive mask.
+tokens (s_{t+1}, a_t[, r_t, s_t]), t = 0..h-1 (`data.tokens`), so it holds h + 1 tokens;
+token t is valid while the rollout is alive (a terminal next state is still a valid token;
+nothing after it is). Everything is a `lax.scan` over the horizon with fixed shapes and an
+alive mask.
 
 Shapes: R = rollouts, h = horizon, K = window, ds / da = observation / action dims,
 D = the token size (`data.tokens`), T = tasks.

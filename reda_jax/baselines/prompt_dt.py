@@ -13,8 +13,8 @@ s_{H-1}, a_{H-1}); the action at step j is read at the s_j token (tanh(Dense)).
   the normalised state (ds -> E) and the action (da -> E), each plus an Embed(max_timestep+1,
   E) vector of the step's timestep (clipped to max_timestep), then `embed_ln` (LayerNorm).
 * Prompt tokens (deviation): the prompt IS the method-shared context window, K tokens
-  (s_j, a_{j-1}[, r_{j-1}, s_{j-1}]) with no return-to-go or timestep; each token gets its own Dense(D -> E)
-  (states normalised like the main states) plus a learned prompt-position vector (K
+  (s_j, a_{j-1}[, r_{j-1}, s_{j-1}]) with no return-to-go or timestep; each token gets its
+  own Dense(D -> E) (states normalised like the main states) plus a learned prompt-position vector (K
   positions); no embed_ln on prompt tokens (as Prompt-DT). Prompt-DT's prompt is instead a
   5-step (R, s, a) segment of an expert trajectory with its own four embeddings.
 * Backbone: GPT-2 without learned position embeddings: embedding dropout, num_layers

@@ -1,8 +1,9 @@
 """On-device sampling of transitions and context windows.
 
 A `DeviceDataset` holds one task's transitions on the device with precomputed helpers
-(`episode_start` and the previous step's action, reward and state), padded to a fixed length so that several tasks stack
-into one pytree with a leading task axis T and the samplers can be `jax.vmap`ped over it.
+(`episode_start` and the previous step's action, reward and state), padded to a fixed
+length so that several tasks stack into one pytree with a leading task axis T and the
+samplers can be `jax.vmap`ped over it.
 
 Context windows (`sample_context_windows`) are right-aligned: for an end index t, position
 K-1 holds transition t and position j holds t-(K-1)+j; positions before the start of t's

@@ -16,9 +16,10 @@ always the current token. The context differs by protocol:
 * ``on_policy``: the policy's own most recent K tokens of the current episode, right-aligned,
   including the current token at position K-1 (so ``context[..., -1, :] == query``); positions
   before the episode start are zero with mask 0. At step t the mask holds min(t+1, K) ones.
-* ``off_policy``: at the episode start one window of K consecutive tokens is drawn from that task's test data (transitions of unseen
-  behavior checkpoints) with ``sample_context_windows`` (right-aligned, never crossing an
-  episode boundary, mask 0 on padding); it stays fixed for the whole episode. The draws are
+* ``off_policy``: at the episode start one window of K consecutive tokens is drawn from that
+  task's test data (transitions of unseen behavior checkpoints) with
+  ``sample_context_windows`` (right-aligned, never crossing an episode boundary, mask 0 on
+  padding); it stays fixed for the whole episode. The draws are
   seeded by ``seed`` and differ per policy seed, task and episode. (The public code erases
   these contexts, see reference section 8; we do not.)
 

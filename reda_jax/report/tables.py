@@ -362,7 +362,8 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None,
     if per_task:
         text, rows = per_task_tables(groups)
         if fmt in ("markdown", "both"):
-            files["per_task.md"] = "## Return per task (mean ± std [95% t-interval] (seeds))\n\n" + text
+            files["per_task.md"] = ("## Return per task (mean ± std [95% t-interval] "
+                                    "(seeds))\n\n" + text)
         if fmt in ("csv", "both") and rows:
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
