@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reda_jax.data.context import (DeviceDataset, make_device_dataset, sample_context_windows,
-                                   sample_transitions, stack_datasets)
+                                   sample_transitions, stack_datasets, take_previous)
 from reda_jax.types import ContextBatch, Transitions
 
 K = 4
@@ -96,18 +96,23 @@ def test_make_device_dataset_precompute():
         np.asarray(ds.episode_start)[:21],
         [0] * 5 + [5] * 2 + [7] * 9 + [16] + [17] * 4)
     np.testing.assert_array_equal(np.asarray(ds.episode_start)[21:], np.arange(21, 30))
-    pa = np.asarray(ds.prev_actions)
-    assert ds.episode_start.dtype == jnp.int32 and pa.shape == (30, 2)
-    for i in range(21):
-        want = np.zeros(2) if i == start_of[i] else np.asarray(tr.actions)[i - 1]
-        np.testing.assert_array_equal(pa[i], want)
-    assert (pa[21:] == 0).all() and (np.asarray(ds.transitions.rewards)[21:] == 0).all()
-    pr, po = np.asarray(ds.prev_rewards), np.asarray(ds.prev_observations)
+    assert ds.episode_start.dtype == jnp.int32
+    assert (np.asarray(ds.transitions.rewards)[21:] == 0).all()
+    # The previous step of every row (one-row windows over all 30, padding invalid): the
+    # row before in the same episode, zeros at an episode's first row and on padding.
+    rows = jnp.arange(30)[:, None]
+    valid = rows < 21
+    previous = lambda x: np.asarray(take_previous(x, rows, valid, ds.episode_start))[:, 0]
+    pa, pr, po = (previous(getattr(ds.transitions, f))
+                  for f in ("actions", "rewards", "observations"))
     for i in range(21):
         start = i == start_of[i]
+        np.testing.assert_array_equal(pa[i], np.zeros(2) if start
+                                      else np.asarray(tr.actions)[i - 1])
         assert pr[i] == (0.0 if start else np.asarray(tr.rewards)[i - 1])
         np.testing.assert_array_equal(po[i], np.zeros(3) if start
                                       else np.asarray(tr.observations)[i - 1])
+    assert (pa[21:] == 0).all() and (pr[21:] == 0).all() and (po[21:] == 0).all()
     # a dict from the store works too (bool masks)
     d = {k: np.asarray(getattr(tr, k)) for k in ("observations", "actions", "rewards",
                                                   "next_observations")}
@@ -174,7 +179,7 @@ def test_vmap_over_stacked_tasks_never_samples_padding():
     assert isinstance(stacked, DeviceDataset)
     np.testing.assert_array_equal(stacked.size, [21, 8])
     assert stacked.transitions.observations.shape == (2, 21, 3)
-    assert stacked.episode_start.shape == (2, 21) and stacked.prev_actions.shape == (2, 21, 2)
+    assert stacked.episode_start.shape == (2, 21)
 
     keys = jax.random.split(jax.random.key(4), 2)
     win = jax.jit(jax.vmap(functools.partial(sample_context_windows, window=K),

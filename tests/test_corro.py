@@ -141,8 +141,6 @@ def _sized(sizes, length):
     z = jnp.zeros((T, length))
     tr = Transitions(obs, jnp.zeros((T, length, 1)), z, obs + 0.5, z, z)
     return DeviceDataset(transitions=tr, episode_start=jnp.zeros((T, length), jnp.int32),
-                         prev_actions=jnp.zeros((T, length, 1)),
-                         prev_rewards=jnp.zeros((T, length)), prev_observations=jnp.zeros_like(obs),
                          size=jnp.asarray(sizes, jnp.int32))
 
 

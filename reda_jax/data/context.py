@@ -1,9 +1,8 @@
 """On-device sampling of transitions and context windows.
 
-A `DeviceDataset` holds one task's transitions on the device with precomputed helpers
-(`episode_start` and the previous step's action, reward and state), padded to a fixed
-length so that several tasks stack into one pytree with a leading task axis T and the
-samplers can be `jax.vmap`ped over it.
+A `DeviceDataset` holds one task's transitions on the device with a precomputed
+`episode_start`, padded to a fixed length so that several tasks stack into one pytree with a
+leading task axis T and the samplers can be `jax.vmap`ped over it.
 
 Context windows (`sample_context_windows`) are right-aligned: for an end index t, position
 K-1 holds transition t and position j holds t-(K-1)+j; positions before the start of t's
@@ -27,17 +26,11 @@ class DeviceDataset:
 
     transitions: Transitions with (N, ...) arrays, N = padded length
     episode_start: (N,) int32, index of the first transition of the episode containing i
-    prev_actions: (N, da) float32, action i-1 of the same episode, zeros at an episode's start
-    prev_rewards: (N,) float32, reward i-1 of the same episode, likewise
-    prev_observations: (N, ds) float32, state i-1 of the same episode, likewise
     size: () int32, number of valid rows; rows >= size are padding and never sampled
     """
 
     transitions: Transitions
     episode_start: jax.Array
-    prev_actions: jax.Array
-    prev_rewards: jax.Array
-    prev_observations: jax.Array
     size: jax.Array
 
 
@@ -50,8 +43,7 @@ def _as_transitions(data: Transitions | Mapping[str, Any]) -> Transitions:
 
 def make_device_dataset(transitions: Transitions | Mapping[str, Any],
                         pad_to: int | None = None) -> DeviceDataset:
-    """Precomputes episode starts and the previous step's action, reward and state on the
-    host, returns device arrays.
+    """Precomputes episode starts on the host, returns device arrays.
 
     transitions: `Transitions` or a dict of flat arrays (store.load_dataset), N rows in
         episode order; an episode ends where terminals or truncations is nonzero.
@@ -67,20 +59,12 @@ def make_device_dataset(transitions: Transitions | Mapping[str, Any],
     idx = np.arange(n)
     episode_start = np.maximum.accumulate(np.where(is_start, idx, 0))
 
-    def previous(x):
-        out = np.concatenate([np.zeros_like(x[:1]), x[:-1]])
-        out[is_start] = 0.0
-        return out
-
     extra = pad_to - n
     pad = lambda x: np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)])
     return DeviceDataset(
         transitions=jax.device_put(jax.tree.map(pad, tr)),
         episode_start=jnp.asarray(np.concatenate([episode_start, np.arange(n, pad_to)]),
                                   jnp.int32),
-        prev_actions=jnp.asarray(pad(previous(tr.actions))),
-        prev_rewards=jnp.asarray(pad(previous(tr.rewards))),
-        prev_observations=jnp.asarray(pad(previous(tr.observations))),
         size=jnp.asarray(n, jnp.int32),
     )
 
@@ -93,9 +77,6 @@ def _pad_device_dataset(ds: DeviceDataset, length: int) -> DeviceDataset:
         transitions=jax.tree.map(pad, ds.transitions),
         episode_start=jnp.concatenate([ds.episode_start,
                                        jnp.arange(n, length, dtype=jnp.int32)]),
-        prev_actions=pad(ds.prev_actions),
-        prev_rewards=pad(ds.prev_rewards),
-        prev_observations=pad(ds.prev_observations),
         size=ds.size,
     )
 
@@ -104,9 +85,8 @@ def stack_datasets(datasets: Sequence[DeviceDataset | Transitions | Mapping[str,
                    ) -> DeviceDataset:
     """Stacks tasks along a new leading axis T, padding each to the longest length.
 
-    Returns a DeviceDataset with transitions (T, N_max, ...), episode_start (T, N_max),
-    prev_actions (T, N_max, da), prev_rewards (T, N_max), prev_observations (T, N_max, ds)
-    and size (T,) (each task's own number of valid rows).
+    Returns a DeviceDataset with transitions (T, N_max, ...), episode_start (T, N_max) and
+    size (T,) (each task's own number of valid rows).
     """
     dss = [d if isinstance(d, DeviceDataset) else make_device_dataset(d) for d in datasets]
     if not dss:
@@ -143,6 +123,14 @@ def take_window(x: jax.Array, safe: jax.Array, valid: jax.Array) -> jax.Array:
     return jnp.where(m, g, jnp.zeros((), g.dtype))
 
 
+def take_previous(x: jax.Array, safe: jax.Array, valid: jax.Array, episode_start: jax.Array
+                  ) -> jax.Array:
+    """x (N, ...) at the row before each `window_rows` row in the same episode -> (B, K, ...);
+    zeros at an episode's first row and at invalid positions (the previous step's action,
+    reward and state of a token)."""
+    return take_window(x, jnp.maximum(safe - 1, 0), valid & (safe > episode_start[safe]))
+
+
 def sample_context_windows(ds: DeviceDataset, key: jax.Array, batch_size: int,
                            window: int) -> ContextBatch:
     """B = batch_size right-aligned windows of K = window transitions (see module doc).
@@ -156,15 +144,16 @@ def sample_context_windows(ds: DeviceDataset, key: jax.Array, batch_size: int,
     """
     safe, valid = window_rows(ds, key, batch_size, window)
     take = lambda x: take_window(x, safe, valid)
+    previous = lambda x: take_previous(x, safe, valid, ds.episode_start)
     tr = ds.transitions
     return ContextBatch(
         observations=take(tr.observations),
         actions=take(tr.actions),
         rewards=take(tr.rewards),
         next_observations=take(tr.next_observations),
-        prev_actions=take(ds.prev_actions),
-        prev_rewards=take(ds.prev_rewards),
-        prev_observations=take(ds.prev_observations),
+        prev_actions=previous(tr.actions),
+        prev_rewards=previous(tr.rewards),
+        prev_observations=previous(tr.observations),
         terminals=take(tr.terminals),
         mask=valid.astype(jnp.float32),
     )
