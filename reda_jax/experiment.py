@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from reda_jax import configs, presets
@@ -43,6 +44,18 @@ def collection_dir(base: str, seed: int, preset: str, task_set: str) -> tuple[st
     if seed == presets.collect_preset(preset, task_set).seed:
         return "data", base
     return f"data-seed{seed}", f"{base}-seed{seed}"
+
+
+def check_collection_seed(data_dir: str, seed: int) -> None:
+    """Raises InputError unless data_dir holds a collection (its config.json) of this seed."""
+    path = Path(data_dir) / "config.json"
+    if not path.is_file():
+        raise InputError(f"--data_dir: no collection at {data_dir} (missing {path}); collect it "
+                         "with python -m experiments.collect")
+    recorded = json.loads(path.read_text())["collect"]["seed"]
+    if recorded != seed:
+        raise InputError(f"--data_dir: {data_dir} was collected with seed {recorded}, not the "
+                         f"requested collection seed {seed} (--collect_seed)")
 
 
 def load_or_collect(task_set_name: str, preset: str, num_checkpoints: int, data_dir: str,

@@ -559,3 +559,16 @@ def test_tables_skip_an_unreadable_results_json_naming_it(finished_run, tmp_path
     assert f"warning: skipped {runs / 'bad' / 'results.json'}: unreadable" in err
     assert "1 runs" in (out / "tables.md").read_text() or "Results of 1 runs" in (
         out / "tables.md").read_text()
+
+
+def test_behavior_returns_checks_the_collection_seed(smoke_dir, tmp_path):
+    """experiments.behavior_returns reads collection s where experiments.train does and
+    refuses a directory collected with another seed, or no collection, naming the problem."""
+    from reda_jax.experiment import check_collection_seed, collection_dir
+    check_collection_seed(str(smoke_dir), 0)                     # the smoke collection: seed 0
+    with pytest.raises(validate.InputError, match="collected with seed 0, not the requested "
+                                                  "collection seed 3"):
+        check_collection_seed(str(smoke_dir), 3)
+    with pytest.raises(validate.InputError, match="no collection at .*config.json"):
+        check_collection_seed(str(tmp_path), 0)
+    assert collection_dir("runs/data/smoke/x", 3, "smoke", TS)[1] == "runs/data/smoke/x-seed3"
