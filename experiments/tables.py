@@ -2,6 +2,7 @@
 
   python -m experiments.tables --runs=runs                       # print; write runs/tables.md + CSVs
   python -m experiments.tables --runs=runs --out=reports --format=csv
+  python -m experiments.tables --runs=runs/hopper-gravity --out=docs/x --archive  # + the inputs
 
 Walks --runs recursively for results.json (written by experiments.train) and groups the runs
 by (task_set, num_checkpoints, method, num_models). Runs of one group with different base
@@ -36,6 +37,9 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "Where to write tables.md and the CSVs; default --runs.")
     flags.DEFINE_enum("format", "both", ["markdown", "csv", "both"], "Files to write.")
     flags.DEFINE_bool("per_task", True, "Also write per_task.md / per_task.csv.")
+    flags.DEFINE_bool("archive", False, "Also copy every run's results.json and config.json "
+                      "to <out>/runs (no checkpoints or data: small enough to commit), so that "
+                      "--runs=<out>/runs prints the same tables where the runs are gone.")
 
 
 def main(argv):
@@ -43,7 +47,7 @@ def main(argv):
         raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     f = flags.FLAGS
     writable_dir("out", f.out)
-    make_report(f.runs, f.out, f["format"].value, f.per_task)
+    make_report(f.runs, f.out, f["format"].value, f.per_task, archive=f.archive)
 
 
 if __name__ == "__main__":

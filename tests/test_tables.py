@@ -253,3 +253,33 @@ def test_cli(sweep_dir, tmp_path):
     r = subprocess.run([sys.executable, "-m", "experiments.tables", f"--runs={tmp_path / 'none'}"],
                        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode != 0 and "no results.json" in r.stderr
+
+
+def test_archive_prints_the_same_tables_without_the_runs(tmp_path):
+    """--archive copies each run's results.json and config.json (not its checkpoints) under
+    <out>/runs; the tables read from the archive are the original tables, byte for byte; an
+    --out inside --runs is refused before anything is written."""
+    src = tmp_path / "runs"
+    make_run(src / "reda" / "a", on=(100.0, 300.0), collection=0)
+    make_run(src / "reda" / "b", on=(200.0, 250.0), collection=1)
+    make_run(src / "om_sac" / "a", method="om_sac", on=(50.0, 70.0), collection=0)
+    (src / "reda" / "a" / "checkpoints").mkdir()
+    (src / "reda" / "a" / "checkpoints" / "big.bin").write_bytes(b"\0" * 1000)
+    out = tmp_path / "report"
+    tables.make_report(src, out, "csv", per_task=False, echo=lambda *_: None, archive=True)
+    copied = sorted(p.relative_to(out / "runs").as_posix() for p in (out / "runs").rglob("*")
+                    if p.is_file())
+    assert copied == [f"{d}/{f}" for d in ("om_sac/a", "reda/a", "reda/b")
+                      for f in ("config.json", "results.json")]
+    again = tmp_path / "again"
+    tables.make_report(out / "runs", again, "csv", per_task=False, echo=lambda *_: None)
+    for name in ("table1.csv", "table2.csv"):
+        assert (again / name).read_text() == (out / name).read_text()
+    rows = {r["column"]: r for r in csv.DictReader(io.StringIO((out / "table1.csv").read_text()))
+            if r["row"] == "Hopper Gravity-1"}
+    assert float(rows["reda"]["ours_mean"]) == 212.5 and rows["reda"]["num_seeds"] == "4"
+    assert float(rows["om_sac"]["ours_mean"]) == 60.0     # both collections of ReDA, OM-SAC's
+    from reda_jax.validate import InputError
+    with pytest.raises(InputError, match="--archive: .*inside"):
+        tables.make_report(src, src / "tables", "csv", echo=lambda *_: None, archive=True)
+    assert not (src / "tables").exists()

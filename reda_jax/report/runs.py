@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -90,6 +91,29 @@ def find_runs(root: str | Path, warn=None) -> list[Run]:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warn(f"skipped {p}: unreadable ({type(e).__name__}: {e})")
     return runs
+
+
+ARCHIVED_FILES = ("results.json", "config.json")
+
+
+def archive_runs(runs: Iterable[Run], root: str | Path, dst: str | Path) -> list[Path]:
+    """Copies each run's ARCHIVED_FILES to dst / (its directory relative to root): what the
+    tables and the paired comparisons read, without checkpoints or data, small enough to
+    commit, so that find_runs(dst) reads the same runs where the run directories are gone.
+    Returns the run directories written under dst."""
+    root, dst = Path(root).resolve(), Path(dst).resolve()
+    if dst == root or root in dst.parents:
+        raise ValueError(f"archive {dst} lies inside the runs it archives ({root}): its copies "
+                         "would be read back as runs")
+    written = []
+    for run in runs:
+        target = dst / Path(run.path).resolve().relative_to(root)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ARCHIVED_FILES:
+            if (Path(run.path) / name).exists():
+                shutil.copyfile(Path(run.path) / name, target / name)
+        written.append(target)
+    return written
 
 
 # ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 
 from reda_jax.configs import DEFAULT_NUM_MODELS, PROTOCOLS
 from reda_jax.report import paper_results as paper
-from reda_jax.report.runs import Group, GroupKey, find_runs, group_runs
+from reda_jax.report.runs import Group, GroupKey, archive_runs, find_runs, group_runs
 from reda_jax.validate import InputError
 
 @dataclasses.dataclass(frozen=True)
@@ -332,8 +332,11 @@ def _rel(path: Path, root: Path) -> Path:
 
 
 def make_report(runs_dir: str | Path, out_dir: str | Path | None = None,
-                fmt: str = "both", per_task: bool = True, echo=print) -> list[Table]:
-    """Reads the runs, prints the markdown tables and writes the files; returns the tables."""
+                fmt: str = "both", per_task: bool = True, echo=print,
+                archive: bool = False) -> list[Table]:
+    """Reads the runs, prints the markdown tables and writes the files; returns the tables.
+    archive: also copy every run's results.json and config.json to <out>/runs (paths as
+    under runs_dir), so that make_report(<out>/runs) prints the same tables later."""
     runs_dir = Path(runs_dir)
     out = Path(out_dir) if out_dir else runs_dir
     warnings: list[str] = []
@@ -346,6 +349,11 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None,
     if not runs:
         raise InputError(f"--runs: no results.json under {runs_dir}" + (
             "" if Path(runs_dir).is_dir() else " (no such directory)"))
+    if archive:
+        try:
+            archive_runs(runs, runs_dir, out / "runs")
+        except ValueError as e:
+            raise InputError(f"--archive: {e}; give an --out outside --runs") from None
     groups = group_runs(runs, warn)
     tables = build_tables(groups)
     md = "\n".join([f"## Results of {len(runs)} runs under {runs_dir} vs. the ReDA paper", ""]
