@@ -3,6 +3,7 @@ the bi-level encoder against hand-computed values; samplers' distributions; and 
 training runs of the CVAE (reconstruction improves) and of E1 (InfoNCE accuracy rises)."""
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,13 @@ def test_corro_info_nce_by_hand():
     loss, m = CR.corro_info_nce(jnp.asarray(q), jnp.asarray(k), jnp.asarray(negs), 0.5)
     assert float(loss) == pytest.approx(expected, rel=1e-6)
     assert float(m["accuracy"]) == 0.5 and float(m["loss"]) == float(loss)
+    assert float(m["spread"]) == pytest.approx(1.0)               # q rows orthogonal: cos 0
+    # One embedding for every transition (E1 collapsed): spread 0 and loss log(N + 1).
+    same = np.tile(np.array([[0.6, 0.8]], np.float32), (3, 1))
+    loss, m = CR.corro_info_nce(jnp.asarray(same), jnp.asarray(same),
+                                jnp.asarray(np.stack([same] * 4, 1)), 0.1)
+    assert float(m["spread"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss) == pytest.approx(np.log(5.0), rel=1e-6) and float(m["accuracy"]) == 0.0
     rng = np.random.default_rng(0)
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
     q, k, negs = (unit(rng.normal(size=s)).astype(np.float32) for s in ((5, 3), (5, 3), (5, 4, 3)))
@@ -255,3 +263,11 @@ def test_e1_with_noise_negatives_learns():
     _, m = jax.jit(corro.epoch)(corro.init(jax.random.key(2)), None, data, jax.random.key(3))
     acc = np.asarray(m["accuracy"])
     assert acc[:30].mean() < 0.1 and acc[-50:].mean() > 0.8, (acc[:30].mean(), acc[-50:].mean())
+    # negative_spread: a query's N negatives are s' + noise_std * delta_std * N(0, 1), whose
+    # population std (ddof 0) over N draws has mean sigma * sqrt(2/N) G(N/2) / G((N-1)/2).
+    n = cfg.num_negatives
+    c = math.sqrt(2.0 / n) * math.exp(math.lgamma(n / 2) - math.lgamma((n - 1) / 2))
+    expected = c * cfg.noise_std * float(np.mean(CR.transition_delta_std(data)))
+    assert float(np.mean(m["negative_spread"])) == pytest.approx(expected, rel=0.03)
+    # E1 has learnt: its embeddings of different transitions are spread apart.
+    assert float(np.mean(m["spread"][-50:])) > 0.05

@@ -117,17 +117,23 @@ def noise_negatives(s: jax.Array, s_next: jax.Array, delta_std: jax.Array, key: 
 
 def corro_info_nce(q: jax.Array, k: jax.Array, negs: jax.Array, temperature: float
                    ) -> tuple[jax.Array, dict]:
-    """q, k (B, Z), negs (B, N, Z) (already L2-normalised) -> (loss (), {"loss", "accuracy"}).
+    """q, k (B, Z), negs (B, N, Z) (already L2-normalised) -> (loss (), {"loss", "accuracy",
+    "spread"}).
 
     logits = [q.k, q.n_1, ..., q.n_N] / temperature; loss = mean_b cross-entropy with label 0;
-    accuracy = share of queries whose positive logit is strictly the largest.
+    accuracy = share of queries whose positive logit is strictly the largest; spread = 1 -
+    the mean cosine between the B queries' embeddings (pairs i != j): 0 when E1 maps every
+    transition to one point, where the loss is exactly log(N + 1) whatever the data.
     """
     pos = jnp.sum(q * k, -1, keepdims=True)                             # (B, 1)
     neg = jnp.einsum("bz,bnz->bn", q, negs)                             # (B, N)
     logits = jnp.concatenate([pos, neg], -1) / temperature
     loss = jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0])
     acc = jnp.mean((logits[:, 0] > neg.max(-1) / temperature).astype(jnp.float32))
-    return loss, {"loss": loss, "accuracy": acc}
+    B = q.shape[0]
+    cos_sum = jnp.sum(q @ q.T) - jnp.sum(q * q)                         # off-diagonal pairs
+    spread = 1.0 - cos_sum / max(B * (B - 1), 1)
+    return loss, {"loss": loss, "accuracy": acc, "spread": jax.lax.stop_gradient(spread)}
 
 
 def transition_delta_std(data: DeviceDataset) -> jax.Array:
@@ -197,8 +203,9 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
         on cvae_batch_size transitions uniform over all valid (task, row) pairs
     generative_epoch(state, data, key) -> (state, metrics (cvae_updates_per_epoch,))
     init(key) -> E1State (Adam, config.learning_rate)
-    update(state, cvae_params | None, data, key) -> (state, {"loss", "accuracy"}): one
-        InfoNCE step on batch_size pairs with num_negatives negatives each
+    update(state, cvae_params | None, data, key) -> (state, {"loss", "accuracy", "spread",
+        "negative_spread"}): one InfoNCE step on batch_size pairs with num_negatives
+        negatives each (`corro_info_nce`; negative_spread: std of a query's negatives)
     epoch(state, cvae_params | None, data, key) -> (state, metrics (updates_per_epoch,))
     init_aggregator(key) -> E2 params
     encode(e1_params, e2_params, query (..., D), tokens (..., K, D), mask (..., K))
@@ -272,6 +279,9 @@ def make_corro(config: CorroConfig, obs_dim: int, act_dim: int, num_tasks: int, 
 
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
         params, opt_state = apply_gradients(opt, state.params, state.opt_state, grads)
+        # How far apart the negatives of one query are (std over the N, mean over batch and
+        # dimensions, state units): ~0 when the CVAE ignores z and every negative is one s'.
+        metrics = {**metrics, "negative_spread": jnp.mean(jnp.std(sn_neg, axis=1))}
         return E1State(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def epoch(state: E1State, cvae_params, data: DeviceDataset, key: jax.Array):
