@@ -278,7 +278,7 @@ def test_archive_prints_the_same_tables_without_the_runs(tmp_path):
     rows = {r["column"]: r for r in csv.DictReader(io.StringIO((out / "table1.csv").read_text()))
             if r["row"] == "Hopper Gravity-1"}
     assert float(rows["reda"]["ours_mean"]) == 212.5 and rows["reda"]["num_seeds"] == "4"
-    assert float(rows["om_sac"]["ours_mean"]) == 60.0     # both collections of ReDA, OM-SAC's
+    assert float(rows["om_sac"]["ours_mean"]) == 60.0     # its own runs only
     from reda_jax.validate import InputError
     with pytest.raises(InputError, match="--archive: .*inside"):
         tables.make_report(src, src / "tables", "csv", echo=lambda *_: None, archive=True)

@@ -96,24 +96,20 @@ def find_runs(root: str | Path, warn=None) -> list[Run]:
 ARCHIVED_FILES = ("results.json", "config.json")
 
 
-def archive_runs(runs: Iterable[Run], root: str | Path, dst: str | Path) -> list[Path]:
+def archive_runs(runs: Iterable[Run], root: str | Path, dst: str | Path) -> None:
     """Copies each run's ARCHIVED_FILES to dst / (its directory relative to root): what the
     tables and the paired comparisons read, without checkpoints or data, small enough to
-    commit, so that find_runs(dst) reads the same runs where the run directories are gone.
-    Returns the run directories written under dst."""
+    commit, so that find_runs(dst) reads the same runs where the run directories are gone."""
     root, dst = Path(root).resolve(), Path(dst).resolve()
     if dst == root or root in dst.parents:
         raise ValueError(f"archive {dst} lies inside the runs it archives ({root}): its copies "
                          "would be read back as runs")
-    written = []
     for run in runs:
         target = dst / Path(run.path).resolve().relative_to(root)
         target.mkdir(parents=True, exist_ok=True)
-        for name in ARCHIVED_FILES:
+        for name in ARCHIVED_FILES:                  # config.json is optional (old runs)
             if (Path(run.path) / name).exists():
                 shutil.copyfile(Path(run.path) / name, target / name)
-        written.append(target)
-    return written
 
 
 # ----------------------------------------------------------------------------------------
