@@ -283,3 +283,16 @@ def test_archive_prints_the_same_tables_without_the_runs(tmp_path):
     with pytest.raises(InputError, match="--archive: .*inside"):
         tables.make_report(src, src / "tables", "csv", echo=lambda *_: None, archive=True)
     assert not (src / "tables").exists()
+
+
+def test_archived_runs_under_docs_are_not_git_ignored():
+    """`--archive` writes <out>/runs/...; an unanchored `runs/` in .gitignore once hid every
+    archive from git, so the committed tables lost their inputs."""
+    import shutil
+    import subprocess
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    check = lambda p: subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", p]).returncode
+    assert check("docs/some_tables/runs/reda/mini-ckpt1-seed0/results.json") == 1   # kept
+    assert check("runs/hopper-gravity/reda/mini-ckpt1-seed0/results.json") == 0       # ignored
