@@ -1,10 +1,16 @@
-"""What every run directory records: resolved config, git commit, versions, devices."""
+"""What every run directory records: resolved config, git commit, versions, devices, host.
+
+run_info.json describes the process that last opened the run; the processes before it (a
+resumed run) are kept under its "history", so a run continued on another CPU, commit or
+package set says so (XLA:CPU results can depend on all three)."""
 from __future__ import annotations
 
 import json
 import logging
 import os
+import platform
 import subprocess
+import time
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +46,21 @@ def versions() -> dict[str, str]:
     return out
 
 
+def host() -> dict[str, object]:
+    """The machine: CPU model (Linux /proc/cpuinfo, else platform.processor()), logical
+    cores, OS, and XLA_FLAGS if set."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu or "unknown", "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
 def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -61,9 +82,18 @@ def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool
             raise InputError(f"{workdir} holds a run with a different config (fields {diff}); "
                              "use another --workdir or delete it")
     write_json_atomic(cfg_path, config)
-    write_json_atomic(workdir / "run_info.json", dict(
+    info_path = workdir / "run_info.json"
+    history = []
+    if info_path.exists():
+        try:
+            earlier = json.loads(info_path.read_text())
+            history = earlier.pop("history", []) + [earlier]
+        except (json.JSONDecodeError, AttributeError):
+            history = []
+    write_json_atomic(info_path, dict(
         git_commit=git_commit(), versions=versions(), command=sys.argv,
-        devices=[str(d) for d in jax.devices()], backend=jax.default_backend()))
+        devices=[str(d) for d in jax.devices()], backend=jax.default_backend(), host=host(),
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), history=history))
     return workdir
 
 
