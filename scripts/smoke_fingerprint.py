@@ -7,6 +7,17 @@ epoch, encoder accuracies), and compared exactly with an earlier fingerprint.
   python scripts/smoke_fingerprint.py --out /tmp/t.json --compare /tmp/after.json \
       --set=token=transition      # one config change: which methods does it move?
 
+The smoke data are tiny and smoke's stage 2 is two epochs of ten updates, so a change that
+moves ReDA's stage 2 can pass unseen (w/o UP and ReDA differ in the fifth digit there). A
+`mini`-shaped fingerprint runs the real `mini` networks and batches on existing `mini`
+data, with short stages (~2 min on 2 cores; this is how issue 10's session 19 compared
+code versions):
+
+  python scripts/smoke_fingerprint.py --out /tmp/mini.json --preset=mini --algos=reda \
+      --data_dir=runs/data/mini/hopper-gravity --set=num_seeds=5 \
+      --set=dynamics.max_epochs=2 --set=representation.num_epochs=2 \
+      --set=meta.num_epochs=1 --set=meta.updates_per_epoch=20 --set=eval.num_episodes=1
+
 Bit-identical results are expected on the same machine (a refactor changes no numerics);
 another CPU may differ in the last digits. ~1 min per method cold, seconds with a warm
 JAX_COMPILATION_CACHE_DIR."""
@@ -19,7 +30,10 @@ import tempfile
 from pathlib import Path
 
 
-def fingerprint(data_dir: str, work_dir: str, overrides: tuple[str, ...] = ()) -> dict:
+def fingerprint(data_dir: str, work_dir: str, overrides: tuple[str, ...] = (),
+                preset: str = "smoke", algos: tuple[str, ...] | None = None) -> dict:
+    """{algo: its returns, metrics and accuracies} of one run per algo (default: every
+    registered one) on hopper-gravity data of `preset` at data_dir."""
     from reda_jax import configs
     from reda_jax.envs.tasks import get_task_set
     from reda_jax.experiment import build_config, load_or_collect
@@ -28,10 +42,10 @@ def fingerprint(data_dir: str, work_dir: str, overrides: tuple[str, ...] = ()) -
     from reda_jax.data.train_data import make_train_data
     from reda_jax.train import Trainer
 
-    data = load_or_collect("hopper-gravity", "smoke", 1, data_dir)
+    data = load_or_collect("hopper-gravity", preset, 1, data_dir)
     out = {}
-    for algo in configs.ALGOS:
-        config = build_config("hopper-gravity", "smoke", 1, algo=algo)
+    for algo in algos or configs.ALGOS:
+        config = build_config("hopper-gravity", preset, 1, algo=algo)
         for assignment in overrides:
             config = configs.override(config, assignment)
         run = Path(work_dir) / algo
@@ -70,14 +84,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--compare", help="an earlier fingerprint to compare with")
-    parser.add_argument("--data_dir", help="smoke data (collected there if missing); "
-                        "default: a temporary directory")
+    parser.add_argument("--data_dir", help="the preset's hopper-gravity data (smoke: "
+                        "collected there if missing; default: a temporary directory)")
+    parser.add_argument("--preset", default="smoke", choices=("smoke", "mini", "paper"),
+                        help="size preset of the data and the runs (not smoke: --data_dir "
+                        "must hold that preset's collected datasets)")
+    parser.add_argument("--algos", help="comma-separated algos (default: every one)")
     parser.add_argument("--set", action="append", default=[], help="override a config field "
                         "of every method, dotted as in config.json (repeatable)")
     args = parser.parse_args()
+    from reda_jax import configs
+    algos = tuple(args.algos.split(",")) if args.algos else None
+    unknown = [a for a in algos or () if a not in configs.ALGOS]
+    if unknown:
+        parser.error(f"--algos: unknown {', '.join(unknown)}; valid: {', '.join(configs.ALGOS)}")
+    if args.preset != "smoke" and not (args.data_dir and (Path(args.data_dir) / "datasets")
+                                       .is_dir()):
+        parser.error(f"--preset={args.preset} needs --data_dir with that preset's collected "
+                     "datasets (python -m experiments.collect); a fingerprint does not "
+                     "collect them")
     with tempfile.TemporaryDirectory() as tmp:
         result = fingerprint(args.data_dir or str(Path(tmp) / "data"), str(Path(tmp) / "runs"),
-                             tuple(args.set))
+                             tuple(args.set), args.preset, algos)
     Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True))
     if args.compare:
         diff = differences(json.loads(Path(args.compare).read_text()), result)
