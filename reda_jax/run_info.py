@@ -48,7 +48,8 @@ def versions() -> dict[str, str]:
 
 def host() -> dict[str, object]:
     """The machine: CPU model (Linux /proc/cpuinfo, else platform.processor()), logical
-    cores, OS, and XLA_FLAGS if set."""
+    cores, OS, XLA_FLAGS, and JAX's persistent compilation cache directory (a cache filled
+    on another machine hands its compiled code, and so its rounding, to this one)."""
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -58,7 +59,8 @@ def host() -> dict[str, object]:
     except OSError:
         pass
     return {"cpu": cpu or "unknown", "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "platform": platform.platform(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "compilation_cache_dir": jax.config.jax_compilation_cache_dir or ""}
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -38,3 +38,14 @@ def test_an_unreadable_run_info_is_replaced_not_fatal(tmp_path):
     (tmp_path / "run_info.json").write_text("{not json")
     prepare_run_dir(tmp_path, {"seed": 0})
     assert _info(tmp_path)["history"] == []
+
+
+def test_run_info_names_the_compilation_cache_that_supplied_the_compiled_code(tmp_path):
+    import jax
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla-cache"))
+    try:
+        prepare_run_dir(tmp_path / "run", {"seed": 0})
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+    assert _info(tmp_path / "run")["host"]["compilation_cache_dir"] == str(tmp_path / "xla-cache")
