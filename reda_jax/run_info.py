@@ -10,8 +10,8 @@ import logging
 import os
 import platform
 import subprocess
-import time
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -63,6 +63,16 @@ def host() -> dict[str, object]:
             "compilation_cache_dir": jax.config.jax_compilation_cache_dir or ""}
 
 
+def earlier_processes(info_path: Path) -> list[dict]:
+    """The records of every process that opened the run before, oldest first, from its
+    run_info.json ([] if there is none or it is unreadable)."""
+    try:
+        earlier = json.loads(info_path.read_text())
+        return list(earlier.pop("history", [])) + [earlier]
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError):
+        return []
+
+
 def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -85,17 +95,10 @@ def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool
                              "use another --workdir or delete it")
     write_json_atomic(cfg_path, config)
     info_path = workdir / "run_info.json"
-    history = []
-    if info_path.exists():
-        try:
-            earlier = json.loads(info_path.read_text())
-            history = earlier.pop("history", []) + [earlier]
-        except (json.JSONDecodeError, AttributeError):
-            history = []
     write_json_atomic(info_path, dict(
         git_commit=git_commit(), versions=versions(), command=sys.argv,
         devices=[str(d) for d in jax.devices()], backend=jax.default_backend(), host=host(),
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), history=history))
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), history=earlier_processes(info_path)))
     return workdir
 
 
