@@ -56,6 +56,25 @@ def test_physics_readout_on_known_arrays():
     assert out["model_gap_error"] == pytest.approx(2.0, rel=1e-5)
 
 
+def test_physics_readout_finds_the_dimension_that_carries_the_task():
+    """The tasks differ only in dimension 2; the models err by 0.3 in every dimension."""
+    rng = np.random.default_rng(1)
+    T, n, ds = 3, 40, 4
+    base = rng.normal(size=(n, ds))
+    true_next = np.stack([np.stack([base + np.eye(ds)[2] * 0.1 * j for _ in range(T)])
+                          for j in range(T)])                           # (T_phys, T, n, ds)
+    model_mean = true_next + 0.3 * rng.choice([-1.0, 1.0], size=true_next.shape)
+    out = physics_readout(true_next, model_mean, true_next[np.arange(T), np.arange(T)])
+    # Pairs (j, k), j != k, differ by 0.1 |j - k|: RMS over 6 pairs of {0.1, 0.1, 0.2} x 2.
+    gap = np.sqrt((0.1 ** 2 * 4 + 0.2 ** 2 * 2) / 6)
+    assert out["signal_dim"] == 2.0
+    assert out["signal_dim_true_gap"] == pytest.approx(gap, rel=1e-6)
+    assert out["signal_dim_model_error"] == pytest.approx(0.3 / gap, rel=1e-6)
+    # Over all 4 dimensions the gap is spread thinner: half its size, the error twice.
+    assert out["true_gap"] == pytest.approx(gap / 2, rel=1e-6)
+    assert out["model_physics_error"] == pytest.approx(0.6 / gap, rel=1e-6)
+
+
 def test_simulated_branches_are_episodes_of_the_tasks_physics():
     from reda_jax.data.context import make_device_dataset
     from reda_jax.eval.physics import simulated_branches

@@ -65,18 +65,28 @@ def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.
       model_gap_error: RMS of (models' gap - true gap) / true_gap (0: exact; ~1: the
         models' difference is unrelated to the physics' in size or direction);
       model_physics_error: RMS of model_mean[j] - true_next[j] over every (j, k) / true_gap:
-        every model's error at these states, in units of the task signal}."""
+        every model's error at these states, in units of the task signal;
+      signal_dim: the observation dimension whose true gap is largest (hopper: the torso's
+        vertical velocity), where the task shows most;
+      signal_dim_true_gap: the true gap's RMS in that dimension alone;
+      signal_dim_model_error: the models' error (as model_physics_error) in that dimension
+        alone / signal_dim_true_gap: the error against the signal where the signal is}."""
     T = true_next.shape[0]
     pairs = [(j, k) for k in range(T) for j in range(T) if j != k]
     true_gap = np.stack([true_next[j, k] - true_next[k, k] for j, k in pairs])    # (P, n, ds)
     model_gap = np.stack([model_mean[j, k] - model_mean[k, k] for j, k in pairs])
     size = float(np.sqrt(np.mean(true_gap ** 2)))
+    dim_gap = np.sqrt(np.mean(true_gap ** 2, axis=(0, 1)))                       # (ds,)
+    d = int(np.argmax(dim_gap))
+    dim_error = float(np.sqrt(np.mean((model_mean[..., d] - true_next[..., d]) ** 2)))
     dot = (true_gap * model_gap).sum(-1)
     norms = np.linalg.norm(true_gap, axis=-1) * np.linalg.norm(model_gap, axis=-1)
     return {"true_gap": size,
             "model_gap_cosine": float(np.mean(dot / np.maximum(norms, 1e-12))),
             "model_gap_error": float(np.sqrt(np.mean((model_gap - true_gap) ** 2))) / size,
             "model_physics_error": float(np.sqrt(np.mean((model_mean - true_next) ** 2))) / size,
+            "signal_dim": float(d), "signal_dim_true_gap": float(dim_gap[d]),
+            "signal_dim_model_error": dim_error / float(dim_gap[d]),
             "recorded_vs_simulated": float(np.max(np.abs(
                 true_next[np.arange(T), np.arange(T)] - next_obs)))}
 

@@ -31,9 +31,13 @@ LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
           "model_physics_error": "model error / true gap",
           "recorded_vs_simulated": "recorded vs simulated s'",
           "train_model_gap_cosine": "cos(model gap, true gap), training data",
-          "train_model_physics_error": "model error / true gap, training data"}
+          "train_model_physics_error": "model error / true gap, training data",
+          "signal_dim": "task's largest dim", "signal_dim_true_gap": "true gap in it",
+          "signal_dim_model_error": "model error / true gap in it",
+          "train_signal_dim_model_error": "the same, training data"}
 
-MODEL_PREFIXES = ("model_", "true_gap", "recorded_", "train_model_")
+MODEL_PREFIXES = ("model_", "true_gap", "recorded_", "train_model_", "signal_dim",
+                  "train_signal_dim_model")
 """Keys of stage 1's task models' read-out (the second table)."""
 POLICY_LABELS = {
     "return_task1_test_context": "task 1, D1_test contexts", "return_task1_train_context":
