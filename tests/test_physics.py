@@ -70,6 +70,8 @@ def test_physics_readout_finds_the_dimension_that_carries_the_task():
     assert out["signal_dim"] == 2.0
     assert out["signal_dim_true_gap"] == pytest.approx(gap, rel=1e-6)
     assert out["signal_dim_model_error"] == pytest.approx(0.3 / gap, rel=1e-6)
+    assert out["model_error_own_states"] == pytest.approx(0.6 / gap, rel=1e-6)
+    assert out["model_error_other_states"] == pytest.approx(0.6 / gap, rel=1e-6)
     # Over all 4 dimensions the gap is spread thinner: half its size, the error twice.
     assert out["true_gap"] == pytest.approx(gap / 2, rel=1e-6)
     assert out["model_physics_error"] == pytest.approx(0.6 / gap, rel=1e-6)
@@ -96,3 +98,20 @@ def test_simulated_branches_are_episodes_of_the_tasks_physics():
     # InvertedPendulum-v5 pays 1 per step while the pole stands: the simulator's reward.
     np.testing.assert_array_equal(branches["rewards"], 1.0 - branches["terminals"])
     assert make_device_dataset(branches).size == n
+
+
+def test_physics_readout_splits_the_error_by_whose_states_the_model_is_asked_at():
+    """Each task model errs by 0.1 at its own task's states and by 0.4 at the others'."""
+    rng = np.random.default_rng(2)
+    T, n, ds = 3, 30, 2
+    true_next = rng.normal(size=(T, T, n, ds))
+    sign = rng.choice([-1.0, 1.0], size=true_next.shape)
+    scale = np.where(np.eye(T, dtype=bool)[:, :, None, None], 0.1, 0.4)
+    out = physics_readout(true_next, true_next + scale * sign,
+                          true_next[np.arange(T), np.arange(T)])
+    gap = out["true_gap"]
+    assert out["model_error_own_states"] == pytest.approx(0.1 / gap, rel=1e-6)
+    assert out["model_error_other_states"] == pytest.approx(0.4 / gap, rel=1e-6)
+    # model_physics_error pools them: 3 own and 6 other (task model, states) pairs.
+    assert out["model_physics_error"] == pytest.approx(
+        np.sqrt((3 * 0.01 + 6 * 0.16) / 9) / gap, rel=1e-6)

@@ -66,6 +66,9 @@ def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.
         models' difference is unrelated to the physics' in size or direction);
       model_physics_error: RMS of model_mean[j] - true_next[j] over every (j, k) / true_gap:
         every model's error at these states, in units of the task signal;
+      model_error_own_states / model_error_other_states: the same error / true_gap split
+        by where model j is asked: at its own task's states (j = k) or at the other tasks'
+        (j != k; ReDA's joint-start rollouts ask each task model there);
       signal_dim: the observation dimension whose true gap is largest (hopper: the torso's
         vertical velocity), where the task shows most;
       signal_dim_true_gap: the true gap's RMS in that dimension alone;
@@ -76,6 +79,8 @@ def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.
     true_gap = np.stack([true_next[j, k] - true_next[k, k] for j, k in pairs])    # (P, n, ds)
     model_gap = np.stack([model_mean[j, k] - model_mean[k, k] for j, k in pairs])
     size = float(np.sqrt(np.mean(true_gap ** 2)))
+    own = model_mean[np.arange(T), np.arange(T)] - true_next[np.arange(T), np.arange(T)]
+    other = np.stack([model_mean[j, k] - true_next[j, k] for j, k in pairs])
     dim_gap = np.sqrt(np.mean(true_gap ** 2, axis=(0, 1)))                       # (ds,)
     d = int(np.argmax(dim_gap))
     dim_error = float(np.sqrt(np.mean((model_mean[..., d] - true_next[..., d]) ** 2)))
@@ -85,6 +90,8 @@ def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.
             "model_gap_cosine": float(np.mean(dot / np.maximum(norms, 1e-12))),
             "model_gap_error": float(np.sqrt(np.mean((model_gap - true_gap) ** 2))) / size,
             "model_physics_error": float(np.sqrt(np.mean((model_mean - true_next) ** 2))) / size,
+            "model_error_own_states": float(np.sqrt(np.mean(own ** 2))) / size,
+            "model_error_other_states": float(np.sqrt(np.mean(other ** 2))) / size,
             "signal_dim": float(d), "signal_dim_true_gap": float(dim_gap[d]),
             "signal_dim_model_error": dim_error / float(dim_gap[d]),
             "recorded_vs_simulated": float(np.max(np.abs(

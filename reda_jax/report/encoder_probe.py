@@ -32,6 +32,8 @@ LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
           "recorded_vs_simulated": "recorded vs simulated s'",
           "train_model_gap_cosine": "cos(model gap, true gap), training data",
           "train_model_physics_error": "model error / true gap, training data",
+          "model_error_own_states": "model error / true gap, own task's states",
+          "model_error_other_states": "model error / true gap, other tasks' states",
           "signal_dim": "task's largest dim", "signal_dim_true_gap": "true gap in it",
           "signal_dim_model_error": "model error / true gap in it",
           "train_signal_dim_model_error": "the same, training data"}
