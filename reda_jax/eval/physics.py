@@ -79,7 +79,8 @@ def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.
     true_gap = np.stack([true_next[j, k] - true_next[k, k] for j, k in pairs])    # (P, n, ds)
     model_gap = np.stack([model_mean[j, k] - model_mean[k, k] for j, k in pairs])
     size = float(np.sqrt(np.mean(true_gap ** 2)))
-    own = model_mean[np.arange(T), np.arange(T)] - true_next[np.arange(T), np.arange(T)]
+    diag = np.arange(T)                                  # (task model, its own task's data)
+    own = model_mean[diag, diag] - true_next[diag, diag]
     other = np.stack([model_mean[j, k] - true_next[j, k] for j, k in pairs])
     dim_gap = np.sqrt(np.mean(true_gap ** 2, axis=(0, 1)))                       # (ds,)
     d = int(np.argmax(dim_gap))
@@ -95,7 +96,7 @@ def physics_readout(true_next: np.ndarray, model_mean: np.ndarray, next_obs: np.
             "signal_dim": float(d), "signal_dim_true_gap": float(dim_gap[d]),
             "signal_dim_model_error": dim_error / float(dim_gap[d]),
             "recorded_vs_simulated": float(np.max(np.abs(
-                true_next[np.arange(T), np.arange(T)] - next_obs)))}
+                true_next[diag, diag] - next_obs)))}
 
 
 def simulated_branches(task_set: TaskSet, multiplier: float, start_observations: np.ndarray,

@@ -39,7 +39,7 @@ LABELS = {"train_accuracy": "training windows", "unseen_checkpoint_accuracy":
           "train_signal_dim_model_error": "the same, training data"}
 
 MODEL_PREFIXES = ("model_", "true_gap", "recorded_", "train_model_", "signal_dim",
-                  "train_signal_dim_model")
+                  "train_signal_dim")
 """Keys of stage 1's task models' read-out (the second table)."""
 POLICY_LABELS = {
     "return_task1_test_context": "task 1, D1_test contexts", "return_task1_train_context":
