@@ -183,6 +183,10 @@ class EncoderConfig:
     """Hidden width of the feed-forward block (paper: silent; reference: PyTorch's 2048)."""
     z_dim: int = 8
     """Task representation size (paper B.5: 8)."""
+    z_squash: str = "none"
+    """What bounds z: 'none' (a linear head; paper: silent) or 'tanh' (z in (-1, 1)^z_dim, the
+    reference code's decoder, with z_dim 2). With 'tanh' every InfoNCE score is bounded by
+    z_dim / temperature."""
     positional_encoding: str = "learned"
     """'learned' (one vector per window position) or 'none' (reference code: none)."""
     dropout: float = 0.0
@@ -200,6 +204,8 @@ class EncoderConfig:
                              f"{self.positional_encoding!r}")
         if self.z_dim < 1:
             raise ValueError(f"z_dim must be >= 1, got {self.z_dim}")
+        if self.z_squash not in ("none", "tanh"):
+            raise ValueError(f"z_squash must be 'none' or 'tanh', got {self.z_squash!r}")
 
 
 AUGMENTATIONS = ("adversarial", "random", "none")

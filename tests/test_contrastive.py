@@ -243,6 +243,25 @@ def test_positional_encoding_learned_depends_on_order_none_does_not():
             assert np.all(diff > 1e-3), diff
 
 
+def test_tanh_squash_is_the_linear_heads_z_through_tanh():
+    # Same parameters (the squash adds none): z = tanh(linear z), inside (-1, 1) even for
+    # tokens that drive the linear head far outside it.
+    k1, k2 = jax.random.split(jax.random.key(3))
+    query = 50.0 * jax.random.normal(k1, (5, D))
+    tokens = 50.0 * jax.random.normal(k2, (5, 3, D))
+    mask = jnp.ones((5, 3))
+    linear, params = _encoder()
+    squashed, params_tanh = _encoder(dataclasses.replace(SMALL, z_squash="tanh"))
+    assert jax.tree.structure(params) == jax.tree.structure(params_tanh)
+    z = np.asarray(linear.apply(params, query, tokens, mask))
+    z_tanh = np.asarray(squashed.apply(params, query, tokens, mask))
+    assert np.abs(z).max() > 1.5
+    np.testing.assert_allclose(z_tanh, np.tanh(z), rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(z_tanh) < 1.0)
+    with pytest.raises(ValueError, match="z_squash must be 'none' or 'tanh'"):
+        EncoderConfig(z_squash="l2")
+
+
 def test_dropout_is_active_only_in_training():
     cfg = dataclasses.replace(SMALL, dropout=0.5)
     module, params = _encoder(cfg)

@@ -5,8 +5,8 @@ query is embedded (Dense) from the current token, keys and values from the K con
 (Dense, plus an optional learned embedding per window position; windows are right-aligned,
 position K-1 is the newest). Each of `num_layers` layers is masked multi-head
 cross-attention + residual + LayerNorm, then a ReLU feed-forward block (ff_dim) + residual
-+ LayerNorm (post-LN, as PyTorch's TransformerEncoderLayer); a linear head maps to z (no
-squashing).
++ LayerNorm (post-LN, as PyTorch's TransformerEncoderLayer); a linear head maps to z, then
+`z_squash` ('none', or 'tanh' as the reference code's decoder) bounds it.
 
 Masking: padded tokens (mask 0) are replaced by zeros before anything reads them and get
 no attention weight, so their contents never change z (not even NaN or inf). A window with
@@ -68,4 +68,5 @@ class ContextEncoder(nn.Module):
             h = nn.relu(nn.Dense(cfg.ff_dim, name=f"ff1_{layer}")(x))
             h = nn.Dense(d, name=f"ff2_{layer}")(drop(h))
             x = nn.LayerNorm(name=f"ln_ff_{layer}")(x + drop(h))
-        return nn.Dense(cfg.z_dim, name="head")(x)
+        z = nn.Dense(cfg.z_dim, name="head")(x)
+        return jnp.tanh(z) if cfg.z_squash == "tanh" else z
