@@ -118,6 +118,9 @@ class DynamicsConfig:
 
     num_models: int = 3
     """Ensemble members per training task (paper B.5: 3; `--num_models`)."""
+    num_elites: int = 0
+    """Members that predict: the `num_elites` best on holdout MSE (MBPO / MOPO: 5 of 7).
+    0: every member (the paper uses all 3). Training is unchanged: every member trains."""
     hidden_dims: tuple[int, ...] = (200, 200, 200)
     """Hidden widths of each member, swish activations (paper B.5: 3x200)."""
     learning_rate: float = 1e-3
@@ -156,12 +159,20 @@ class DynamicsConfig:
     task k (not the paper: a test of whether separate ensembles' own errors are what the
     encoder learns; issue 10)."""
 
+    @property
+    def predicting_members(self) -> int:
+        """Members whose predictions the rest of the pipeline sees (elites, or all)."""
+        return self.num_elites or self.num_models
+
     def __post_init__(self):
         if len(self.weight_decay) != len(self.hidden_dims) + 1:
             raise ValueError(f"weight_decay needs {len(self.hidden_dims) + 1} values "
                              f"(hidden layers + output), got {len(self.weight_decay)}")
         if self.num_models < 1:
             raise ValueError(f"num_models must be >= 1, got {self.num_models}")
+        if not 0 <= self.num_elites <= self.num_models:
+            raise ValueError(f"num_elites must be in [0, num_models={self.num_models}], got "
+                             f"{self.num_elites}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.task_models not in TASK_MODELS:

@@ -166,6 +166,47 @@ def test_collection_resumes_after_a_kill_and_builds_group_datasets(tmp_path, mon
         load_datasets(root, task_set, 5, "train", TINY)
 
 
+def test_extended_rollouts_come_from_the_stored_policy_and_keep_the_smaller_dataset(tmp_path):
+    """More data from the same checkpoint: the stored rollout grows to the new N, its first
+    rows (and so the smaller dataset) are unchanged, the appended episodes are new (another
+    reset seed) and are the stored deterministic policy's actions, and the extended
+    group's datasets hold N per task."""
+    from reda_jax.behavior.collect import extended_config
+    task_set = get_task_set("inverted-pendulum-gravity")
+    tasks = task_set.all_tasks
+    workdir = tmp_path / "collect"
+    collector = BehaviorCollector(TINY, tasks, [0, 1], workdir)
+    collector.run()
+    build_datasets(workdir / "rollouts", tmp_path / "small", task_set, TINY)
+    before = {t.name: dict(np.load(workdir / "rollouts" / t.name / "ckpt_002.npz"))
+              for t in tasks}
+    collector.extend_rollouts([2], 150)
+    collector.extend_rollouts([2], 150)   # nothing left to do: unchanged
+    actor = collector.policy_ckpt.restore(2, collector._fresh()[0].actor_params)[0]
+    for i, task in enumerate(tasks):
+        after = dict(np.load(workdir / "rollouts" / task.name / "ckpt_002.npz"))
+        old = before[task.name]
+        n = len(old["rewards"])
+        assert len(after["rewards"]) == 150 and n < 150
+        np.testing.assert_array_equal(after["observations"][:n], old["observations"])
+        assert after["terminals"][n - 1] or after["truncations"][n - 1]
+        assert not np.allclose(after["observations"][n], old["observations"][0])
+        one = jax.tree.map(lambda x: jnp.asarray(x[i]), actor)
+        acts = jax.vmap(lambda o: collector.sac.act(one, o, jax.random.key(0), True))(
+            jnp.asarray(after["observations"][n:]))
+        np.testing.assert_allclose(after["actions"][n:], np.asarray(acts), atol=1e-5)
+        assert len(after["episode_returns"]) >= len(old["episode_returns"])
+    ext = extended_config(TINY, 150, 1)
+    assert ext.checkpoint_groups == ((2,),)
+    build_datasets(workdir / "rollouts", tmp_path / "big", task_set, ext)
+    big = load_datasets(tmp_path / "big", task_set, 1, "train", ext)
+    small = load_datasets(tmp_path / "small", task_set, 1, "train", TINY)
+    for task in tasks:
+        assert len(big[task.name][0]["rewards"]) == 150
+        np.testing.assert_array_equal(big[task.name][0]["observations"][:60],
+                                      small[task.name][0]["observations"])
+
+
 @pytest.mark.timeout(900)
 def test_trained_smoke_policy_beats_random_on_inverted_pendulum(tmp_path):
     """A few thousand SAC steps balance the pendulum far longer than random actions."""

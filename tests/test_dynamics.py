@@ -276,3 +276,25 @@ def test_vmap_over_seeds_and_tasks_matches_single_calls_and_ignores_padding():
     # Normalisers come from the training rows only (the NaN padding is ignored).
     np.testing.assert_allclose(states.input_norm.mean[0, 1], np.nanmean(data[0][1], 0),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_elites_are_the_members_best_on_holdout_and_only_they_predict():
+    """With num_elites k, predict returns the k members of lowest best holdout MSE (best
+    first), exactly their predictions under every member; without elites, all members in
+    order; a bad k is refused."""
+    fns_all = D.make_gaussian_ensemble(CFG, DS + DA, DS, 4, CFG.hidden_dims)
+    fns = D.make_gaussian_ensemble(CFG, DS + DA, DS, 4, CFG.hidden_dims, num_elites=2)
+    x, y = make_data(64, 0)
+    state = fns.init(jax.random.key(0), x, y, 64)
+    state = state.replace(best_holdout=jnp.array([0.3, 0.1, 0.4, 0.2]))
+    mean_all, std_all = fns_all.predict(state, x[:5])
+    mean, std = fns.predict(state, x[:5])
+    assert mean.shape == (2, 5, DS) and mean_all.shape == (4, 5, DS)
+    np.testing.assert_array_equal(mean, mean_all[jnp.array([1, 3])])
+    np.testing.assert_array_equal(std, std_all[jnp.array([1, 3])])
+    latest, _ = fns.predict(state, x[:5], use_best=False)   # the training view: every member
+    assert latest.shape[0] == 4
+    with pytest.raises(ValueError, match="num_elites"):
+        D.make_gaussian_ensemble(CFG, DS + DA, DS, 2, CFG.hidden_dims, num_elites=3)
+    with pytest.raises(ValueError, match="num_elites"):
+        dataclasses.replace(CFG, num_models=5, num_elites=6)

@@ -1,7 +1,7 @@
 """Gaussian ensembles trained with holdout early stopping (paper Section 3.2, Eq. 4).
 
 `make_gaussian_ensemble(config, in_dim, out_dim, num_members, hidden_dims,
-steps_per_epoch=None)` returns a `GaussianEnsembleFns` of pure functions for one ensemble
+steps_per_epoch=None, num_elites=0)` returns a `GaussianEnsembleFns` of pure functions for one ensemble
 of E members learning inputs (N, in) -> targets (N, out):
 
   init(key, inputs (N, in), targets (N, out), size ()) -> EnsembleState
@@ -11,7 +11,8 @@ of E members learning inputs (N, in) -> targets (N, out):
               steps=None) -> (EnsembleState, metrics)
       `steps` (static int; default: the factory's `steps_per_epoch`) Adam(W) steps in one
       lax.scan; then holdout scores and the per-member best snapshot.
-  predict(state, inputs (..., in), use_best=True) -> mean, std (E, ..., out), raw units
+  predict(state, inputs (..., in), use_best=True) -> mean, std (E', ..., out), raw units;
+      with use_best, E' = the `num_elites` members best on holdout (all if 0)
   predict_with(params, state, inputs (..., in)) -> mean, std (E, ..., out), raw units
   should_stop(state) -> () bool: no member improved in the last `config.patience` epochs.
 
@@ -177,11 +178,16 @@ def make_optimizer(config: DynamicsConfig, num_layers: int) -> optax.GradientTra
 # ----------------------------------------------------------------------------- factory
 def make_gaussian_ensemble(config: DynamicsConfig, in_dim: int, out_dim: int,
                            num_members: int, hidden_dims: Sequence[int],
-                           steps_per_epoch: int | None = None) -> GaussianEnsembleFns:
+                           steps_per_epoch: int | None = None,
+                           num_elites: int = 0) -> GaussianEnsembleFns:
     """Pure functions of an E = num_members Gaussian ensemble (see the module doc).
     `config.weight_decay` must have len(hidden_dims) + 1 entries. `steps_per_epoch` is the
-    default number of gradient steps of `train_epoch` (usually ceil(train rows / batch))."""
+    default number of gradient steps of `train_epoch` (usually ceil(train rows / batch)).
+    `num_elites` members (0: all) predict with best_params: those best on holdout MSE."""
     E = num_members
+    if not 0 <= num_elites <= E:
+        raise ValueError(f"num_elites={num_elites} must be in [0, {E} members]")
+    num_elites = num_elites or E
     module = GaussianEnsemble(E, tuple(hidden_dims), out_dim, config.init_max_log_std,
                               config.init_min_log_std)
     opt = make_optimizer(config, len(hidden_dims) + 1)
@@ -217,9 +223,20 @@ def make_gaussian_ensemble(config: DynamicsConfig, in_dim: int, out_dim: int,
 
     def predict(state: EnsembleState, inputs: jax.Array, use_best: bool = True
                 ) -> tuple[jax.Array, jax.Array]:
-        """inputs (..., in) raw -> mean, std (E, ..., out) raw units, with best_params
-        (use_best, the default) or the latest params. `use_best` must be static."""
-        return predict_with(state.best_params if use_best else state.params, state, inputs)
+        """inputs (..., in) raw -> mean, std (E', ..., out) raw units, with best_params
+        (use_best, the default; E' = the config's predicting members, the elites, best
+        holdout MSE first) or the latest params (E' = E). `use_best` must be static."""
+        mean, std = predict_with(state.best_params if use_best else state.params, state,
+                                 inputs)
+        if use_best and num_elites < E:
+            elites = elite_members(state)
+            mean, std = mean[elites], std[elites]
+        return mean, std
+
+    def elite_members(state: EnsembleState) -> jax.Array:
+        """(E',) int: the members with the lowest best holdout MSE, best first (ties, e.g.
+        before the first epoch, keep member order)."""
+        return jnp.argsort(state.best_holdout, stable=True)[:num_elites]
 
     def holdout_scores(params, state: EnsembleState, inputs, targets, size):
         """Masked to the first `size` rows of inputs (H, in), targets (H, out):

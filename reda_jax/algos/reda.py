@@ -91,7 +91,8 @@ def make_task_models(dcfg, obs_dim: int, act_dim: int, num_tasks: int) -> TaskMo
     pooled = dcfg.task_models == "pooled"
     in_dim = obs_dim + act_dim + (num_tasks if pooled else 0)
     fns = dynamics.make_gaussian_ensemble(dcfg, in_dim, obs_dim, dcfg.num_models,
-                                          dcfg.hidden_dims)
+                                          num_elites=dcfg.num_elites,
+                                          hidden_dims=dcfg.hidden_dims)
     return TaskModels(fns, pooled, num_tasks)
 
 
@@ -229,7 +230,7 @@ def make_reda(config: TrainConfig, obs_dim: int, act_dim: int, num_tasks: int,
                    else jnp.full((R,), task))
             pick = lambda x: x[src, jnp.arange(R), -1]
             obs0, prev0 = pick(starts.observations), pick(starts.prev_actions)
-            members = jax.random.randint(k_mem, (R,), 0, dcfg.num_models)
+            members = jax.random.randint(k_mem, (R,), 0, dcfg.predicting_members)
             if adversarial_policy:
                 policy = lambda o, k: adv.act(adv_params, o, k)
             else:

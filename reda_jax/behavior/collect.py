@@ -233,6 +233,53 @@ class BehaviorCollector:
         _append_csv(self.workdir / "returns.csv", rows)
 
 
+    def extend_rollouts(self, checkpoints: Sequence[int], need: int,
+                        progress: Callable[[int], None] | None = None) -> None:
+        """Rolls checkpoint k's stored deterministic policy out again (k in `checkpoints`,
+        every member) until its saved rollout holds at least `need` transitions; the new
+        episodes are appended, so the first n transitions (every dataset cut from them) are
+        unchanged. The reset seed of each extension depends on (collection seed, k, the
+        length so far): extending in one step or several gives distinct episodes."""
+        init_keys = jnp.stack([jax.random.key(s) for s in self.seeds])
+        like = jax.vmap(self.sac.init)(init_keys).actor_params   # structure only
+        for k in checkpoints:
+            have = min(_rollout_size(self._rollout_path(i, k)) for i in range(len(self.members)))
+            if have >= need:
+                continue
+            params, _ = self.policy_ckpt.restore(k, like)
+            act, key = self._act, jax.random.key(0)   # deterministic: the key is unused
+
+            def policy(obs, params=params):
+                return np.asarray(act(params, obs, key, True)[0])
+
+            seed = int(np.random.SeedSequence([self.config.seed, k, have]).generate_state(1)[0]
+                       % 2**30)
+            data, returns = collect_transitions(policy, self.data_envs, need - have, seed=seed)
+            for i in range(len(self.members)):
+                path = self._rollout_path(i, k)
+                with np.load(path) as z:
+                    old = {f: z[f] for f in z.files}
+                old_n = len(old["rewards"])
+                if not old["terminals"][-1]:   # the earlier cut ends its episode
+                    old["truncations"][-1] = True
+                merged = {f: np.concatenate([old[f], data[i][f]]) for f in data[i]}
+                _atomic_savez(path, **merged,
+                              episode_returns=np.concatenate([old["episode_returns"],
+                                                              np.asarray(returns[i])]),
+                              complete_episodes=np.asarray(int(old["complete_episodes"])
+                                                           + len(returns[i])))
+                assert len(merged["rewards"]) == old_n + need - have
+            if progress is not None:
+                progress(need - have)
+
+
+def _rollout_size(path: Path) -> int:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing behavior rollout {path}: run the collection first")
+    with np.load(path) as z:
+        return len(z["rewards"])
+
+
 def _mean(xs) -> float:
     return float(np.mean(xs)) if len(xs) else float("nan")
 
@@ -256,6 +303,62 @@ def _append_csv(path: Path, rows: list[dict]) -> None:
 def read_returns(path: str | os.PathLike) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def extended_dataset_root(workdir: str | os.PathLike, train_transitions: int) -> Path:
+    """Where `extend_collection` writes the datasets of N = train_transitions per task."""
+    return Path(workdir) / f"datasets-n{train_transitions}"
+
+
+def extended_config(config: CollectConfig, train_transitions: int, num_checkpoints: int
+                    ) -> CollectConfig:
+    """The collection config of the extended datasets: N = train_transitions, and only the
+    checkpoint group of `num_checkpoints` checkpoints (the others' rollouts keep their
+    length)."""
+    import dataclasses
+
+    from reda_jax.data.datasets import find_group
+    return dataclasses.replace(config, train_transitions=train_transitions,
+                               checkpoint_groups=(find_group(config, num_checkpoints),))
+
+
+def extend_collection(task_set_name: str, preset: str, workdir: str, train_transitions: int,
+                      num_checkpoints: int = 1, seed: int | None = None,
+                      show_progress: bool = True) -> Path:
+    """More training data from the SAME behavior policies: runs (or resumes, or finds
+    finished) the collection, rolls the stored policies of the `num_checkpoints` group out
+    again until each holds N / |group| transitions, and writes that group's train and test
+    datasets with N = train_transitions per task to `extended_dataset_root` (the preset's
+    own datasets stay as they are; the first 50k rows of a 200k dataset are the 50k
+    dataset's). Costs simulation only. Returns the dataset root."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from reda_jax import presets
+    from reda_jax.data.datasets import build_datasets
+    from reda_jax.envs.tasks import get_task_set
+    run_collection(task_set_name, preset, workdir, seed, show_progress)
+    task_set = get_task_set(task_set_name)
+    config = presets.collect_preset(preset, task_set_name)
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
+    ext = extended_config(config, train_transitions, num_checkpoints)
+    group = ext.checkpoint_groups[0]
+    tasks = task_set.all_tasks
+    collector = BehaviorCollector(config, tasks, [1000 * config.seed + i for i in range(len(tasks))],
+                                  workdir)
+    need = train_transitions // len(group)
+    bar = tqdm(total=len(group) * need, unit="step", disable=not show_progress, mininterval=5,
+               desc=f"extend to N={train_transitions}")
+    t0 = time.time()
+    collector.extend_rollouts(group, need, lambda n: bar.update(n))
+    bar.close()
+    root = extended_dataset_root(workdir, train_transitions)
+    build_datasets(f"{workdir}/rollouts", root, task_set, ext)
+    print(f"N={train_transitions} per task from checkpoints {list(group)} took "
+          f"{time.time() - t0:.0f} s; datasets in {root}")
+    return root
 
 
 def run_collection(task_set_name: str, preset: str, workdir: str, seed: int | None = None,
