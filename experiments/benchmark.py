@@ -15,6 +15,10 @@ Sections:
            1 and 5 vmapped seeds, FLOP rate vs the jnp.dot peak, compile time; evaluation
            env steps/s vs the bare simulator; peak memory; finished mini runs' wall time
   eval     evaluation alone (the reda section's evaluation rows without the stage timing)
+  stage1   stage 1's task models alone (experiments.probe_stage1's epoch: 3 seeds x 3
+           tasks, synthetic data of --stage_rows per task) under the mini preset and the
+           standard-ensemble settings it compares: model updates/s and FLOP rate against
+           the jnp.dot peak and the machine's ceiling
 Targets (see the README): wrappers >= 90% of bare; SAC >= 50% of the jnp.dot rate;
 5 vmapped tasks >= 0.95x one task's per-task throughput; scan faster than the loop.
 
@@ -327,6 +331,55 @@ def bench_reda(task_set) -> None:
     report(rows)
 
 
+FOUR_LAYERS = ("dynamics={'hidden_dims': (200, 200, 200, 200), "
+               "'weight_decay': (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)}")
+"""4x200 members (MBPO's width and depth) with the reference code's decays, the last
+hidden one repeated."""
+STAGE1_SETTINGS = (
+    ("mini: 3 members 3x200, batch 2048", ()),
+    ("batch 256", ("dynamics.batch_size=256",)),
+    ("7 members, 5 elites", ("dynamics.num_models=7", "dynamics.num_elites=5")),
+    ("4x200", (FOUR_LAYERS,)),
+)
+
+
+def bench_stage1(task_set, seeds: int = 3) -> None:
+    """The stage-1 epoch of experiments.probe_stage1 under each of STAGE1_SETTINGS."""
+    from experiments.harness import StageProgram, synthetic_data, task_model_epochs
+    from reda_jax import configs
+    from reda_jax.presets import train_preset
+
+    print(f"[stage1] task models alone, {seeds} seeds x {len(task_set.train_tasks)} tasks, "
+          f"{_STAGE_ROWS.value} synthetic rows per task, {_REPEATS.value} interleaved rounds")
+    arrays = [synthetic_data(task_set, _STAGE_ROWS.value, i)
+              for i in range(len(task_set.train_tasks))]
+    programs = []
+    for name, sets in STAGE1_SETTINGS:
+        config = train_preset("mini", task_set.name, num_seeds=seeds)
+        for assignment in sets:
+            config = configs.override(config, assignment)
+        _, init, epoch, steps = task_model_epochs(config, arrays, task_set.obs_dim,
+                                                  task_set.act_dim)
+        keys = jax.random.split(jax.random.key(0), seeds)
+        state = jax.jit(init)(keys)
+        args = lambda st, keys=keys: (st, keys)
+        flops = perf.matmul_flops(epoch, *args(state))
+        t = time.perf_counter()
+        compiled = jax.jit(epoch, donate_argnums=0).lower(*args(state)).compile()
+        prog = StageProgram(f"{name} ({steps} updates/epoch)", seeds, compiled, args, state,
+                            steps, flops, time.perf_counter() - t)
+        jax.block_until_ready(prog())
+        programs.append(prog)
+    rows, peak = measure_stages(programs, _REPEATS.value)
+    out = format_stage_rows(rows, peak)
+    for r in rows:
+        out.append((f"{r['stage']}: model updates/s (all seeds and tasks at once)",
+                    f"{r['updates'] / r['s_median']:,.1f} (= {r['seed_updates_per_s']:,.1f} "
+                    f"seed-updates/s), {r['gflops_median'] / peak['ceiling_gflops']:.0%} of "
+                    "the ceiling"))
+    report(out)
+
+
 def main(argv):
     if len(argv) > 1:
         raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
@@ -338,13 +391,13 @@ def main(argv):
     at_least("repeats", _REPEATS.value)
     at_least("stage_rows", _STAGE_ROWS.value)
     choices("sections", _SECTIONS.value,
-            ["env", "sac", "flops", "acting", "collect", "reda", "eval"])
+            ["env", "sac", "flops", "acting", "collect", "reda", "eval", "stage1"])
     task_set = get_task_set(_TASK_SET.value)
     print(f"devices: {jax.devices()}; backend {jax.default_backend()}")
     sections = {"env": lambda: bench_env(task_set), "sac": lambda: bench_sac(task_set),
                 "flops": lambda: bench_flops(task_set), "acting": lambda: bench_acting(task_set),
                 "collect": bench_collect, "reda": lambda: bench_reda(task_set),
-                "eval": lambda: bench_eval(task_set)}
+                "eval": lambda: bench_eval(task_set), "stage1": lambda: bench_stage1(task_set)}
     for name in _SECTIONS.value:
         if name not in sections:
             raise app.UsageError(f"unknown section {name!r}; valid: {', '.join(sections)}")

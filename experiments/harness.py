@@ -1,7 +1,8 @@
 """Flag-free pieces shared by experiments/benchmark.py and experiments/device_check.py:
 synthetic data of a task set's shapes, the SAC timing setup, each ReDA stage's compiled
-epoch (`stage_programs`), the matmul peak, and the interleaved, ceiling-checked timing of
-them all (`measure_stages`)."""
+epoch (`stage_programs`), stage 1's task models alone (`task_model_epochs`, also
+experiments.probe_stage1's), the matmul peak, and the interleaved, ceiling-checked timing
+of them all (`measure_stages`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -216,3 +217,29 @@ def acting_rate(task_set, steps: int) -> float:
             o, _, term, trunc, _ = e.step(a[i])
             obs[i] = e.reset()[0] if term or trunc else o
     return steps / (time.perf_counter() - t)
+
+
+def task_model_epochs(config, train_arrays, obs_dim: int, act_dim: int):
+    """Stage 1's task models alone, vmapped over seeds and tasks: (fns, init(keys (S,)) ->
+    EnsembleState (S, T, ...), epoch(state, keys (S,)) -> (state, metrics (S, T, ...)),
+    updates per epoch), on the split `make_dynamics_data` makes for `config`."""
+    import jax
+
+    from reda_jax.algos.dynamics_data import epoch_updates, make_dynamics_data
+    from reda_jax.algos.reda import make_task_models
+    dcfg, T = config.dynamics, len(train_arrays)
+    fns = make_task_models(dcfg, obs_dim, act_dim, T).fns
+    ddata = make_dynamics_data(train_arrays, dcfg, config.seed)
+    steps = epoch_updates(ddata, dcfg.batch_size)[0]
+
+    def init(keys):
+        return jax.vmap(lambda k: jax.vmap(fns.init)(
+            jax.random.split(k, T), ddata.inputs, ddata.targets, ddata.train_size))(keys)
+
+    def one_epoch(state, key):
+        return jax.vmap(lambda s, x, y, n, hx, hy, hn, k: fns.train_epoch(
+            s, x, y, n, hx, hy, hn, k, steps))(
+            state, ddata.inputs, ddata.targets, ddata.train_size, ddata.holdout_inputs,
+            ddata.holdout_targets, ddata.holdout_size, jax.random.split(key, T))
+
+    return fns, init, jax.vmap(one_epoch), steps

@@ -128,30 +128,20 @@ def train_and_read_out(config: configs.TrainConfig, data, run_dir: Path,
     import jax
     import jax.numpy as jnp
 
-    from reda_jax.algos.dynamics_data import epoch_updates, make_dynamics_data
-    from reda_jax.algos.reda import ModelState, make_task_models
+    from reda_jax.algos.reda import ModelState
     from reda_jax.checkpoint import Checkpointer
     from reda_jax.eval import encoders
     from reda_jax.metrics_log import MetricsLog
-    ts, dcfg, S = data.task_set, config.dynamics, config.num_seeds
+    ts, S = data.task_set, config.num_seeds
     T = len(ts.train_tasks)
-    models = make_task_models(dcfg, ts.obs_dim, ts.act_dim, T)
-    fns = models.fns
-    ddata = make_dynamics_data(data.train_arrays, dcfg, config.seed)
-    steps = epoch_updates(ddata, dcfg.batch_size)[0]
+    from experiments.harness import task_model_epochs
+    fns, init, seed_epochs, steps = task_model_epochs(config, data.train_arrays, ts.obs_dim,
+                                                      ts.act_dim)
+    init = jax.jit(init)
     num_epochs = math.ceil(max(readout_at) / steps)
-    over_tasks = lambda f: jax.vmap(f, in_axes=(0,) * 8)
-    init = jax.jit(jax.vmap(lambda k: jax.vmap(fns.init)(
-        jax.random.split(k, T), ddata.inputs, ddata.targets, ddata.train_size)))
-
-    def one_epoch(state, key):
-        return over_tasks(lambda s, x, y, n, hx, hy, hn, k: fns.train_epoch(
-            s, x, y, n, hx, hy, hn, k, steps))(
-            state, ddata.inputs, ddata.targets, ddata.train_size, ddata.holdout_inputs,
-            ddata.holdout_targets, ddata.holdout_size, jax.random.split(key, T))
 
     def epoch(state, stopped, stopped_state, keys):
-        state, m = jax.vmap(one_epoch)(state, keys)                   # (S, T, ...)
+        state, m = seed_epochs(state, keys)                           # (S, T, ...)
         keep = lambda new, old: jnp.where(
             stopped.reshape(stopped.shape + (1,) * (new.ndim - 2)), old, new)
         stopped_state = jax.tree.map(keep, state, stopped_state)

@@ -593,9 +593,11 @@ class TrainConfig:
 
 def override(config: Any, assignment: str) -> Any:
     """`config` (a nested frozen dataclass) with one field set from 'dotted.path=value', e.g.
-    'meta.q_weight=0.05' or 'eval.max_steps=None'. The value is a Python literal (a bare word
-    is a string) and must fit the field's current type (an int where a float is wanted is
-    converted); raises ValueError naming the unknown field or the misfit value."""
+    'meta.q_weight=0.05' or 'eval.max_steps=None', or several fields of one section from a
+    dict, e.g. "dynamics={'hidden_dims': (200,) * 4, 'weight_decay': (1e-5,) * 5}". The
+    value is a Python literal (a bare word is a string) and must fit the field's current
+    type (an int where a float is wanted is converted); raises ValueError naming the
+    unknown field or the misfit value."""
     path, sep, text = assignment.partition("=")
     if not sep or not path:
         raise ValueError(f"{assignment!r}: expected dotted.field=value")
@@ -617,15 +619,32 @@ def override(config: Any, assignment: str) -> Any:
                 raise ValueError(f"{path}: {'.'.join(names[:i + 1])} is a value, not a section")
             return dataclasses.replace(obj, **{names[i]: put(old, i + 1)})
         if dataclasses.is_dataclass(old):
-            raise ValueError(f"{path} is a section; set one of its fields")
-        new = value
-        if isinstance(old, float) and type(value) is int:
-            new = float(value)
-        elif old is not None and value is not None and type(new) is not type(old):
-            raise ValueError(f"{path}: {text!r} is not a {type(old).__name__} (now {old!r})")
-        return dataclasses.replace(obj, **{names[i]: new})
+            if not isinstance(value, dict):
+                raise ValueError(f"{path} is a section; set one of its fields, or several "
+                                 f"at once with a dict, e.g. {path}={{'field': value}}")
+            fields = {f.name for f in dataclasses.fields(old)}
+            unknown = sorted(set(value) - fields)
+            if unknown:
+                raise ValueError(f"{path} has no field {unknown[0]!r}; fields: "
+                                 f"{', '.join(sorted(fields))}")
+            # Several fields of one section at once, validated together (e.g. hidden_dims
+            # with its weight_decay, whose lengths must agree).
+            new = dataclasses.replace(old, **{k: _fitted(getattr(old, k), v, f"{path}.{k}")
+                                               for k, v in value.items()})
+            return dataclasses.replace(obj, **{names[i]: new})
+        return dataclasses.replace(obj, **{names[i]: _fitted(old, value, path)})
 
     return put(config, 0)
+
+
+def _fitted(old: Any, value: Any, path: str) -> Any:
+    """`value` for a field now holding `old`: an int where a float is wanted becomes a
+    float; any other type change raises ValueError naming the field."""
+    if isinstance(old, float) and type(value) is int:
+        return float(value)
+    if old is not None and value is not None and type(value) is not type(old):
+        raise ValueError(f"{path}: {value!r} is not a {type(old).__name__} (now {old!r})")
+    return value
 
 
 def to_dict(config: Any) -> dict:

@@ -1,6 +1,7 @@
 """Every size preset in one place: `smoke` (tests, seconds), `mini` (a 2-core CPU, sized
-from experiments/benchmark.py), `paper` (the paper's sizes, an accelerator's job), and the
-didactic example's own sizes (paper Section 5.1, `reda_jax.report.didactic`)."""
+from experiments/benchmark.py), `large` (the paper's behavior data, learners sized as
+`mini`), `paper` (the paper's sizes, an accelerator's job), and the didactic example's
+own sizes (paper Section 5.1, `reda_jax.report.didactic`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,13 +11,18 @@ from reda_jax.configs import (CollectConfig, CorroConfig, DynamicsConfig, Encode
                               EvalConfig, FocalConfig, MetaPolicyConfig, PromptDTConfig,
                               RepresentationConfig, SACConfig, TrainConfig)
 
-PRESETS = ("smoke", "mini", "paper")
+PRESETS = ("smoke", "mini", "large", "paper")
 
 
 def collect_preset(name: str, task_set: str | None = None) -> CollectConfig:
     """The collection config of a preset (`task_set` is for per-task-set sizes)."""
     if name == "paper":
         return CollectConfig()
+    if name == "large":
+        # The paper's collection (1M SAC steps per task, 50 checkpoints, N = 1M from
+        # checkpoint 25, 20k test transitions from each other checkpoint) with mini's 2x256
+        # behavior networks rather than the reference's 3x256, for CPU time.
+        return CollectConfig(sac=SACConfig())
     if name == "mini":
         if task_set is not None and task_set.startswith("inverted-pendulum"):
             # The pendulum learns in ~10k steps: a short run keeps checkpoints of every
@@ -44,6 +50,8 @@ def train_preset(name: str, task_set: str = "hopper-gravity", **overrides) -> Tr
     """The training config of a preset; `overrides` replace top-level TrainConfig fields."""
     if name == "paper":
         config = TrainConfig(task_set=task_set, data_preset="paper")
+    elif name == "large":   # the paper's data, mini's learners
+        config = dataclasses.replace(train_preset("mini", task_set), data_preset="large")
     elif name == "mini":
         # Sized from experiments/benchmark.py on a 2-core CPU (docs/benchmarks.md).
         config = TrainConfig(

@@ -291,3 +291,20 @@ def test_a_stage_is_reused_only_where_the_token_kind_cannot_change_it():
                                                   "token='transition'"))
     assert config_diff(state, transition, "dynamics") == []
     assert config_diff(state, transition, "representation") == ["token"]
+
+
+def test_set_takes_several_fields_of_a_section_at_once_validated_together():
+    """A section's fields whose values must agree (4 hidden layers need 5 weight decays)
+    can only be changed together: one at a time is refused by the config's own check."""
+    base = presets.train_preset("mini")
+    with pytest.raises(ValueError, match="weight_decay needs 5 values"):
+        configs.override(base, "dynamics.hidden_dims=(200, 200, 200, 200)")
+    both = configs.override(base, "dynamics={'hidden_dims': (200,) * 4, "
+                                  "'weight_decay': (1e-5, 2e-5, 3e-5, 4e-5, 5e-5), "
+                                  "'batch_size': 256}")
+    assert both.dynamics.hidden_dims == (200,) * 4 and both.dynamics.batch_size == 256
+    assert both.dynamics.weight_decay[-1] == 5e-5 and both.dynamics.num_models == 3
+    with pytest.raises(ValueError, match="dynamics has no field 'width'"):
+        configs.override(base, "dynamics={'width': 3}")
+    with pytest.raises(ValueError, match="dynamics.batch_size: 'x' is not a int"):
+        configs.override(base, "dynamics={'batch_size': 'x'}")
