@@ -594,7 +594,7 @@ class TrainConfig:
 def override(config: Any, assignment: str) -> Any:
     """`config` (a nested frozen dataclass) with one field set from 'dotted.path=value', e.g.
     'meta.q_weight=0.05' or 'eval.max_steps=None', or several fields of one section from a
-    dict, e.g. "dynamics={'hidden_dims': (200,) * 4, 'weight_decay': (1e-5,) * 5}". The
+    dict, e.g. "dynamics={'hidden_dims': (64, 64), 'weight_decay': (0.0, 0.0, 0.0)}". The
     value is a Python literal (a bare word is a string) and must fit the field's current
     type (an int where a float is wanted is converted); raises ValueError naming the
     unknown field or the misfit value."""

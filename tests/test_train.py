@@ -299,7 +299,7 @@ def test_set_takes_several_fields_of_a_section_at_once_validated_together():
     base = presets.train_preset("mini")
     with pytest.raises(ValueError, match="weight_decay needs 5 values"):
         configs.override(base, "dynamics.hidden_dims=(200, 200, 200, 200)")
-    both = configs.override(base, "dynamics={'hidden_dims': (200,) * 4, "
+    both = configs.override(base, "dynamics={'hidden_dims': (200, 200, 200, 200), "
                                   "'weight_decay': (1e-5, 2e-5, 3e-5, 4e-5, 5e-5), "
                                   "'batch_size': 256}")
     assert both.dynamics.hidden_dims == (200,) * 4 and both.dynamics.batch_size == 256
