@@ -80,15 +80,61 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+LOCK_FILE = "run.lock"
+_held_locks: dict[Path, int] = {}
+"""Run directories this process has locked: path -> open file descriptor. The kernel drops
+an flock when its process ends, however it ends, so a killed run never leaves a stale lock."""
+
+
+def lock_run_dir(workdir: str | os.PathLike) -> None:
+    """Takes the run directory's lock for the rest of this process (again: nothing to do).
+    Another live process holding it: InputError naming its PID, so that two processes
+    never write one run's metrics and checkpoints at once."""
+    import fcntl
+    path = Path(workdir).absolute()
+    if path in _held_locks:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise InputError(f"{workdir} is in use by another process (PID {holder}); wait for "
+                         "it to end or stop it, then rerun to resume") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held_locks[path] = fd
+
+
+def release_run_dir(workdir: str | os.PathLike) -> None:
+    """Gives up this process's lock on the run directory (if held), e.g. before handing
+    the run to a subprocess."""
+    fd = _held_locks.pop(Path(workdir).absolute(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def read_json(path: str | os.PathLike):
+    """A JSON file's content; a file that is not JSON is an InputError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON ({e}); fix or delete it") from None
+
+
 def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool = True) -> Path:
-    """Creates `workdir`, writes config.json and run_info.json. If a config.json from an
-    earlier run is there and differs, raises InputError (a ValueError) naming the differing fields (a
-    resumed run must use the same config)."""
+    """Locks `workdir` for this process (`lock_run_dir`), writes config.json and
+    run_info.json. If a config.json from an earlier run is there and differs, raises
+    InputError (a ValueError) naming the differing fields (a resumed run must use the same
+    config)."""
     workdir = Path(workdir)
+    lock_run_dir(workdir)
     config = json.loads(json.dumps(config, default=str))
     cfg_path = workdir / "config.json"
     if resume_check and cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+        old = read_json(cfg_path)
         diff = differing_fields(old, config)
         if diff:
             raise InputError(f"{workdir} holds a run with a different config (fields {diff}); "

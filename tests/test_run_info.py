@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from reda_jax.run_info import prepare_run_dir
 
 
@@ -49,3 +51,44 @@ def test_run_info_names_the_compilation_cache_that_supplied_the_compiled_code(tm
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
     assert _info(tmp_path / "run")["host"]["compilation_cache_dir"] == str(tmp_path / "xla-cache")
+
+
+_HOLD = """
+import sys, time
+from reda_jax.run_info import prepare_run_dir
+prepare_run_dir(sys.argv[1], {"a": 1})
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_process_on_a_run_directory_is_refused_naming_the_holder(tmp_path):
+    """While one process holds a run directory, another is refused in one line naming the
+    holder's PID; once the holder is gone (here: killed), the directory opens again."""
+    import signal
+    import subprocess
+    import sys
+
+    from reda_jax.run_info import prepare_run_dir, release_run_dir
+    from reda_jax.validate import InputError
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run), "60"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(InputError, match=f"in use by another process \\(PID {holder.pid}\\)"):
+            prepare_run_dir(run, {"a": 1})
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    prepare_run_dir(run, {"a": 1})      # the killed holder left no stale lock
+    prepare_run_dir(run, {"a": 1})      # this process again: re-entrant
+    release_run_dir(run)
+
+
+def test_a_config_json_that_is_not_json_is_named(tmp_path):
+    from reda_jax.run_info import prepare_run_dir
+    from reda_jax.validate import InputError
+    (tmp_path / "config.json").write_text("{\n")
+    with pytest.raises(InputError, match="config.json is not valid JSON"):
+        prepare_run_dir(tmp_path, {"a": 1})
