@@ -135,6 +135,10 @@ def prepare_run_dir(workdir: str | os.PathLike, config: dict, resume_check: bool
     cfg_path = workdir / "config.json"
     if resume_check and cfg_path.exists():
         old = read_json(cfg_path)
+        kinds = [("a data collection" if "collect" in c else "a run") for c in (old, config)]
+        if isinstance(old, dict) and kinds[0] != kinds[1]:
+            raise InputError(f"{workdir} holds {kinds[0]}, not {kinds[1]}: use another "
+                             "--workdir (a run's data live in its --data_dir)")
         diff = differing_fields(old, config)
         if diff:
             raise InputError(f"{workdir} holds a run with a different config (fields {diff}); "

@@ -113,13 +113,46 @@ def bad_input_types() -> tuple[type[BaseException], ...]:
     return (InputError, app.UsageError)
 
 
+EXIT_INTERRUPTED = 130
+"""Exit code of an interrupted app (the shell's 128 + SIGINT)."""
+
+
+def _in_chain(error: BaseException, match: Callable[[BaseException], bool]
+              ) -> BaseException | None:
+    """The first exception in error's cause / context chain (itself first) that matches:
+    a full disk or an interrupt often surfaces as another library's error raised while
+    handling it (e.g. a checkpoint writer's closed event loop)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if match(error):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def guarded(main: Callable[..., object]) -> Callable[..., object]:
-    """`main` with bad inputs reported as one line and exit code 2."""
+    """`main` with bad inputs reported as one line and exit code 2; a full disk as one line
+    (exit 2) and an interrupt as one line (exit 130), each saying that rerunning the same
+    command resumes."""
+    import errno
+
     def wrapped(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except bad_input_types() as e:
             fail(one_line(e))
+        except BaseException as e:   # noqa: BLE001 - re-raised unless recognised
+            full = _in_chain(e, lambda x: isinstance(x, OSError) and x.errno == errno.ENOSPC)
+            if full is not None:
+                where = f" writing {full.filename}" if full.filename else ""
+                fail(f"no space left on device{where}; free space and rerun the same command: "
+                     "the run resumes from its last checkpoint")
+            if _in_chain(e, lambda x: isinstance(x, KeyboardInterrupt)) is not None:
+                print("error: interrupted; rerun the same command to resume from the last "
+                      "checkpoint", file=sys.stderr, flush=True)
+                sys.exit(EXIT_INTERRUPTED)
+            raise
     wrapped.__doc__ = main.__doc__
     return wrapped
 

@@ -572,3 +572,35 @@ def test_behavior_returns_checks_the_collection_seed(smoke_dir, tmp_path):
     with pytest.raises(validate.InputError, match="no collection at .*config.json"):
         check_collection_seed(str(tmp_path), 0)
     assert collection_dir("runs/data/smoke/x", 3, "smoke", TS)[1] == "runs/data/smoke/x-seed3"
+
+
+def test_a_full_disk_and_an_interrupt_are_one_line_saying_the_run_resumes(capsys):
+    """Also when they surface as another library's error raised while handling them (a
+    checkpoint writer's closed event loop, a thread pool shut down by the interrupt)."""
+    import errno
+
+    def full():
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.csv")
+        except OSError as e:
+            raise RuntimeError("Event loop is closed") from e
+
+    def interrupted():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    with pytest.raises(SystemExit) as exit_:
+        validate.guarded(full)()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: no space left on device writing /runs/x/metrics.csv; free space and "
+                   "rerun the same command: the run resumes from its last checkpoint"]
+    with pytest.raises(SystemExit) as exit_:
+        validate.guarded(interrupted)()
+    assert exit_.value.code == validate.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: interrupted; rerun the same command to resume from the last checkpoint"]
+    with pytest.raises(ZeroDivisionError):      # anything else is not hidden
+        validate.guarded(lambda: 1 / 0)()

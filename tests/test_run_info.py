@@ -92,3 +92,10 @@ def test_a_config_json_that_is_not_json_is_named(tmp_path):
     (tmp_path / "config.json").write_text("{\n")
     with pytest.raises(InputError, match="config.json is not valid JSON"):
         prepare_run_dir(tmp_path, {"a": 1})
+
+
+def test_a_run_in_a_collection_directory_is_refused_in_plain_words(tmp_path):
+    from reda_jax.validate import InputError
+    prepare_run_dir(tmp_path, {"task_set": "x", "preset": "mini", "collect": {"seed": 0}})
+    with pytest.raises(InputError, match="holds a data collection, not a run"):
+        prepare_run_dir(tmp_path, {"train": {"seed": 0}})
