@@ -1,7 +1,7 @@
 """The behavior policies of a training checkpoint group under the methods' evaluation: each
 checkpoint's deterministic policy on its own task, rolled out on the episodes (reset seeds)
-`experiments.train` evaluates a meta-policy on. The reference for the sanity rows (issue 9:
-`oracle` should at least match the behavior policies on the training tasks).
+`experiments.train` evaluates a meta-policy on. The reference for the sanity rows (the
+floor: `oracle` should at least match the behavior policies on the training tasks).
 
   python -m experiments.behavior_returns --task_set=hopper-gravity --preset=mini --checkpoints=1
   python -m experiments.behavior_returns ... --collect_seed=1   # collection 1's policies

@@ -1,4 +1,4 @@
-"""Stage-3 probe of the copycat hypothesis on the didactic data (issue 9): does a z that
+"""Stage-3 probe of the copycat hypothesis on the didactic data: does a z that
 carries the previous action a_{t-1} ruin the meta-policy?
 
 The encoder's query is the current token (s_t, a_{t-1}) (paper Sec. 3.4) and

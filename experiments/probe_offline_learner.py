@@ -1,4 +1,4 @@
-"""Stage-3 probes of the offline learner on the didactic data (issue 9): one method under
+"""Stage-3 probes of the offline learner on the didactic data: one method under
 one variant of MetaPolicyConfig, on one collection; prints the task-1 return per seed (on
 policy, and for context methods with D1_train and D1_test contexts) and the critics' Q range
 from metrics.csv. Same data and seeds for every variant. `oracle` and `bc` have no encoder,
@@ -12,7 +12,7 @@ didactic's run of that method and collection), so only stage 3 changes.
   python -m experiments.probe_offline_learner --algo=reda --num_seeds=5 --variant=bcstd \
       --collect_seed=1 --workdir=runs/probe_q01 --from_workdir=runs/didactic_q0/collect1/reda
 
-(--num_checkpoints=12 reproduces the data of docs/results.md's probe table, collected
+(--num_checkpoints=12 reproduces the data of docs/notebook.md's Q-weight table, collected
 before the didactic moved to 24 checkpoints.)
 """
 from __future__ import annotations

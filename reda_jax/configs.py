@@ -157,7 +157,7 @@ class DynamicsConfig:
     paper, Section 3.2); 'pooled': ONE ensemble fitted to every training task's data with a
     one-hot of the task appended to its input, task k's model being that ensemble given
     task k (not the paper: a test of whether separate ensembles' own errors are what the
-    encoder learns; issue 10)."""
+    encoder learns; docs/notebook.md, 2026-12-02)."""
 
     @property
     def predicting_members(self) -> int:
@@ -283,7 +283,7 @@ class RepresentationConfig:
     """What steps the branch rollouts: 'models' (stage 1's task dynamics models: the paper)
     or 'simulator' (each task's real physics, MuJoCo XLA inside the jitted epoch, needs the
     `mjx` extra; a control, not the paper: it isolates the augmentation, adversary
-    included, from the models' errors; issue 10). With 'simulator' the step's uncertainty
+    included, from the models' errors). With 'simulator' the step's uncertainty
     is 0 (lambda1's term vanishes and uncertainty_quantile keeps every window); the task
     reward (lambda2) still comes from stage 1's reward model, which stage 1 still trains,
     so a run can reuse the default's stage 1."""
@@ -318,7 +318,7 @@ class MetaPolicyConfig:
     q_weight: float = 0.1
     """TD3+BC's alpha: the actor's Q term is q_weight * Q / mean|Q| (TD3+BC: 2.5). On the
     narrow single-checkpoint didactic data every weight we measured lowered the return
-    (2.5: 34, 1: 50, 0.25: 78, 0.1: 83, 0: 90; BC 90; docs/results.md), so the default is
+    (2.5: 34, 1: 50, 0.25: 78, 0.1: 83, 0: 90; BC 90; docs/notebook.md), so the default is
     the smallest weight that keeps an RL term. Paired against 0 on every SAC+BC method (5
     seeds x 2 collections): 0 helps the Oracle (+6.6) and costs ReDA (-8.9) and FOCAL (-7.4)
     on-policy; on hopper 0 costs the Oracle 1%."""
@@ -343,7 +343,7 @@ class MetaPolicyConfig:
     """The BC error is that of the deterministic action tanh(mu(s, z)) (as TD3+BC's
     deterministic actor) instead of the sampled a~ (the reference code: a~, which leaves the
     mean fitted loosely under the entropy bonus; on the didactic data it cost ReDA 10-34
-    points of task-1 return, docs/results.md)."""
+    points of task-1 return, docs/notebook.md)."""
     context_source: str = "independent"
     """Where the z of a training transition comes from: 'transition' (the window that ends
     at the transition: its query is (s_t, a_{t-1}); the reference code's chunks) or
@@ -354,7 +354,7 @@ class MetaPolicyConfig:
     (all training tasks pooled), as TD3+BC does; z is left as the encoder gives it. The
     context encoder always reads raw tokens. Without it, ReDA's z (|z| ~2, spread ~0.6 within
     a task) swamps InvertedPendulum's small states and the task-1 policy fell to ~45 on the
-    didactic data; with it, 94 (docs/results.md). The reference code does not normalise."""
+    didactic data; with it, 94 (docs/notebook.md). The reference code does not normalise."""
     acting_query: str = "window"
     """The encoder's query when the policy acts: 'current' (the agent's current token
     (s_t, a_{t-1}); in the off-policy protocol it is not part of the fixed context window)
@@ -367,7 +367,7 @@ class MetaPolicyConfig:
     gravity x1 / x2 become -1 / +1, and unseen multipliers interpolate and extrapolate on
     the same scale). On the didactic data, same data and seeds, the standardised code
     lifted the oracle's task-1 return from 72.0 / 70.7 to 75.0 / 82.2 (collections 0 / 1,
-    5 seeds each; docs/results.md)."""
+    5 seeds each; docs/notebook.md)."""
     num_epochs: int = 1000
     """Epochs (paper B.5: 1000)."""
     updates_per_epoch: int = 1000

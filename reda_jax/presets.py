@@ -108,7 +108,7 @@ for a 0.9x bar. Batched simulation makes 50 cheap (a few seconds per evaluation)
 def didactic_collect_config(preset: str, collect_seed: int = 0,
                             num_checkpoints: int | None = None) -> CollectConfig:
     """The didactic's behavior SACs: one per task, 'smoke' or its own default size. Only the
-    first few thousand steps matter: returns ~50-100 occur there (docs/results.md).
+    first few thousand steps matter: returns ~50-100 occur there (docs/notebook.md, 2026-12-02).
     A checkpoint every 100 steps: with one every 250, task 2's return jumped past the
     [40, 60] band between two checkpoints (30 -> 76) and the closest-to-target fallback
     picked different checkpoints on two machines.

@@ -81,13 +81,17 @@ class StageLoop:
     budget of one process (see `run`)."""
 
     def __init__(self, workdir: Path, config: configs.TrainConfig, show_progress: bool = True,
-                 log: Callable[[str], None] = print, epoch_budget: int | None = None):
+                 log: Callable[[str], None] = print, epoch_budget: int | None = None,
+                 on_epoch: Callable[[str, int, int, bool], None] | None = None):
         """epoch_budget: stop with `Preempted` after this many epochs (over all stages) in
         this process, after checkpointing; run again to continue (e.g. on a preemptible
-        scheduler with a time slot)."""
+        scheduler with a time slot). on_epoch(stage, epoch, num_epochs, restored): called
+        once a stage is restored (restored=True, its epoch so far) and after each epoch
+        trained, e.g. for a progress display over several runs."""
         self.workdir, self.config = Path(workdir), config
         self.show_progress, self.log = show_progress, log
         self.epoch_budget = epoch_budget
+        self.on_epoch = on_epoch
         self.metrics = MetricsLog(self.workdir)
         self.timing: dict[str, float] = read_timing(self.workdir)
 
@@ -157,6 +161,12 @@ class StageLoop:
         self._cut_logs(stage, epoch, done)
         if restored is not None:
             restored(epoch, done)
+        if self.on_epoch is not None:
+            self.on_epoch(stage, epoch, num_epochs, True)
+        if done:   # a finished stage, restored: one line, not a full progress bar
+            if self.show_progress:
+                self.log(f"{desc}: finished earlier (epoch {epoch}), restored")
+            return state, epoch
         bar = self._bar(num_epochs, epoch, desc)
         t0 = time.time()
         while not done:
@@ -171,6 +181,8 @@ class StageLoop:
             bar.update(1)
             if postfix:
                 bar.set_postfix(postfix, refresh=False)
+            if self.on_epoch is not None:
+                self.on_epoch(stage, epoch, num_epochs, False)
         bar.close()
         return state, epoch
 

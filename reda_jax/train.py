@@ -40,11 +40,12 @@ class Trainer:
 
     def __init__(self, config: configs.TrainConfig, data: TrainData, workdir: str | os.PathLike,
                  show_progress: bool = True, log: Callable[[str], None] = print,
-                 epoch_budget: int | None = None):
+                 epoch_budget: int | None = None,
+                 on_epoch: Callable[[str, int, int, bool], None] | None = None):
         self.config, self.data = config, data
         self.workdir = Path(workdir)
         self.log = log
-        self.loop = StageLoop(self.workdir, config, show_progress, log, epoch_budget)
+        self.loop = StageLoop(self.workdir, config, show_progress, log, epoch_budget, on_epoch)
         self.num_seeds = config.num_seeds
         self.method: Method = make_method(config, data)
         m = self.method

@@ -1,4 +1,4 @@
-"""Minimal reproduction of an XLA:CPU deadlock (issue 10): ONE jitted, vmapped MuJoCo XLA
+"""Minimal reproduction of an XLA:CPU deadlock (docs/notebook.md, 2026-12-04): ONE jitted, vmapped MuJoCo XLA
 step of hopper-gravity's training tasks over `--rows_per_task` x 3 rows, with MJX's default
 dense mass-matrix factorisation (`--dense`) or the sparse one `envs.mjx_physics` uses.
 

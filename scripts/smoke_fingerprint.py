@@ -1,4 +1,4 @@
-"""Refactoring aid (issue 12): a smoke run of every registered method on hopper-gravity
+"""Refactoring aid: a smoke run of every registered method on hopper-gravity
 smoke data, written as JSON (per-seed returns of both protocols, every metric of every
 epoch, encoder accuracies), and compared exactly with an earlier fingerprint.
 
@@ -10,8 +10,8 @@ epoch, encoder accuracies), and compared exactly with an earlier fingerprint.
 The smoke data are tiny and smoke's stage 2 is two epochs of ten updates, so a change that
 moves ReDA's stage 2 can pass unseen (w/o UP and ReDA differ in the fifth digit there). A
 `mini`-shaped fingerprint runs the real `mini` networks and batches on existing `mini`
-data, with short stages (~2 min on 2 cores; this is how issue 10's session 19 compared
-code versions):
+data, with short stages (~2 min on 2 cores; this is how the code of 2026-12-03 and
+2026-12-04 was compared, docs/notebook.md):
 
   python scripts/smoke_fingerprint.py --out /tmp/mini.json --preset=mini --algos=reda \
       --data_dir=runs/data/mini/hopper-gravity --set=num_seeds=5 \

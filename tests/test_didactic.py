@@ -150,3 +150,20 @@ def test_a_didactic_collection_with_other_checkpoints_changes_only_their_number(
     other = presets.didactic_collect_config("default", 1, num_checkpoints=12)
     assert (base.num_checkpoints, other.num_checkpoints) == (60, 12)
     assert dataclasses.replace(other, num_checkpoints=60) == base
+
+
+def test_one_progress_bar_over_the_job_counts_restored_work_as_done_not_as_speed():
+    parts = [(0, "collect"), (0, "reda"), (1, "collect"), (1, "reda"), (0, "reda", "pool")]
+    job = didactic.JobProgress(parts, enabled=False)
+    w = didactic.PART_MINUTES
+    assert job.weights[(0, "reda")] == w["reda"] and job.weights[(0, "reda", "pool")] == w["pool"]
+    job.update((0, "collect"), 1.0, restored=True)          # an earlier process collected it
+    assert job.restored == pytest.approx(w["collect"])     # done, but not this process's rate
+    job.update((0, "reda"), 0.5)
+    job.update((0, "reda"), 0.25)                            # never moves back
+    assert job.done[(0, "reda")] == 0.5
+    assert job.n == pytest.approx(w["collect"] + 0.5 * w["reda"])
+    job.update((1, "collect"), 2.0)                          # clipped to the part's weight
+    total = 2 * (w["collect"] + w["reda"]) + w["pool"]
+    assert job.fraction() == pytest.approx((2 * w["collect"] + 0.5 * w["reda"]) / total)
+    job.close()

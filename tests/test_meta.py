@@ -247,10 +247,10 @@ def _narrow_oracle(cfg: MetaPolicyConfig) -> tuple[float, float]:
 
 @pytest.mark.timeout(300)
 def test_default_offline_learner_stays_at_bc_level_on_narrow_data():
-    """The regression behind issue 9: on narrow single-policy data the old recipe (TD3+BC's
-    q_weight 2.5, no target clip) lets the critic's extrapolated slope drag the actor off
-    the data; the defaults keep the actor as close to it as BC alone (q_weight 0) gets and Q
-    inside r_max / (1 - gamma) = 100."""
+    """The regression behind the stage-3 defaults (docs/notebook.md, 2026-11-30): on narrow
+    single-policy data the old recipe (TD3+BC's q_weight 2.5, no target clip) lets the
+    critic's extrapolated slope drag the actor off the data; the defaults keep the actor as
+    close to it as BC alone (q_weight 0) gets and Q inside r_max / (1 - gamma) = 100."""
     fast = SACConfig(hidden_dims=(64, 64), batch_size=64, tau=0.1)   # quick target updates
     default_err, default_q = _narrow_oracle(MetaPolicyConfig(sac=fast, updates_per_epoch=2000))
     bc_err, _ = _narrow_oracle(MetaPolicyConfig(sac=fast, updates_per_epoch=2000,

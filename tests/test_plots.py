@@ -136,3 +136,27 @@ def test_plots_app(tmp_path):
         assert list(f["task_names"]) == list(TRAIN + UNSEEN)
     assert app.method_label("reda_wo_model") == "ReDA w/o model"
     assert app.method_label("reda_models5") == "ReDA (5 models)"
+
+
+def test_report_figures_read_the_archived_tables(tmp_path):
+    """experiments.report_figures: the Tables 1-2 bar chart shows the numbers the archived
+    tables print (docs/runs/hopper-gravity1-mini-tables), and both figures are drawn."""
+    from pathlib import Path
+    from experiments.report_figures import didactic_rows, tables12_summary
+    root = Path(__file__).resolve().parents[1]
+    summary, row = tables12_summary(root / "docs/runs/hopper-gravity1-mini-tables/runs")
+    assert row == "Hopper Gravity-1"
+    assert list(summary) == ["BC", "OM-BC", "OM-SAC", "CORRO", "FOCAL", "PromptDT", "ReDA",
+                             "Oracle"]
+    mean, lo, hi = summary["ReDA"]["off_policy"]        # tables.md: 362.4 [311.6, 413.3]
+    assert (round(mean, 1), round(lo, 1), round(hi, 1)) == (362.4, 311.6, 413.3)
+    mean, lo, hi = summary["OM-BC"]["on_policy"]        # 332.1 [276.3, 387.9]
+    assert (round(mean, 1), round(lo, 1), round(hi, 1)) == (332.1, 276.3, 387.9)
+    rows, _ = didactic_rows(root / "docs/runs/didactic-figure2/table.json")
+    assert plots.cell(rows[0]["task1_return_test_context"])[1] is None   # the behavior row
+    assert plots.cell([1.0, 2.0, 3.0]) == pytest.approx(plots.mean_interval([1.0, 2.0, 3.0]))
+    pytest.importorskip("matplotlib")
+    from reda_jax.report.didactic import METHOD_LABELS
+    from reda_jax.report.paper_results import PROTOCOL_LABELS
+    assert plots.plot_protocol_bars(summary, PROTOCOL_LABELS, tmp_path / "t.png").stat().st_size
+    assert plots.plot_figure2(rows, METHOD_LABELS, tmp_path / "f.png").stat().st_size

@@ -27,9 +27,9 @@ SMOKE_PINS = json.loads((Path(__file__).parent / "data" / "smoke_pins.json").rea
 
 def assert_smoke_pins(algo: str, workdir) -> None:
     """The losses of every stage's first epoch (seed 0) of `algo`'s smoke run against the
-    values recorded before the issue-12 refactor (tests/data/smoke_pins.json). A changed key
-    schedule, batch, wiring or loss moves them by far more than the 2% allowed for
-    floating-point differences between CPUs."""
+    values recorded before the method-registry refactor (commit 36bebd0,
+    tests/data/smoke_pins.json). A changed key schedule, batch, wiring or loss moves them by
+    far more than the 2% allowed for floating-point differences between CPUs."""
     got = {f"{r['stage']}:{r['metric']}": float(r["value"]) for r in read_metrics(workdir)
            if int(r["epoch"]) == 1 and int(r["seed"]) == 0}
     want = SMOKE_PINS[algo]

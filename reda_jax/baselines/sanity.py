@@ -1,4 +1,4 @@
-"""The sanity floor and ceiling of every table (issue 9): `bc`, behavior cloning without
+"""The sanity floor and ceiling of every table: `bc`, behavior cloning without
 context, and `oracle`, stage 3's SAC+BC learner given the true task's features
 (`methods.task_features`) instead of z. Registered in `configs.METHOD_BUILDERS`."""
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The tasks' real physics inside jitted code, with MuJoCo XLA (mjx): one env step from any
 observation, for stage 2's branch rollouts in place of the learned task models
-(`RepresentationConfig.rollout_physics = 'simulator'`, a control; issue 10).
+(`RepresentationConfig.rollout_physics = 'simulator'`, a control).
 
 Optional: needs the `mujoco-mjx` package (the `mjx` extra). Works for the families whose
 observation is (qpos[k:], qvel) with the first k positions excluded, as `eval.physics`

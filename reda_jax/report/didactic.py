@@ -12,6 +12,7 @@ and D2_train.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -72,11 +73,15 @@ def choose_checkpoints(returns_csv: str, min_episodes: int = MIN_EPISODES) -> di
 
 
 def didactic_data(workdir: Path, preset: str, collect_seed: int = 0,
-                  num_checkpoints: int | None = None) -> tuple[dict, dict, dict]:
+                  num_checkpoints: int | None = None,
+                  progress: Callable[[float, bool], None] | None = None
+                  ) -> tuple[dict, dict, dict]:
     """Collects (or reuses) the behavior checkpoints; returns (train {task: arrays},
     test {task: arrays}, info {role: {'checkpoint', 'return', 'in_band'}}); 'in_band' is
     False where no checkpoint was within BAND of the role's target (the closest was taken).
-    num_checkpoints: `presets.didactic_collect_config`'s."""
+    num_checkpoints: `presets.didactic_collect_config`'s. progress(fraction, restored): the
+    fraction of the behavior training done (restored=True for what an earlier process
+    did), as it goes."""
     task_set = get_task_set(TASK_SET)
     config = presets.didactic_collect_config(preset, collect_seed, num_checkpoints)
     data_dir = workdir / "data"
@@ -84,7 +89,18 @@ def didactic_data(workdir: Path, preset: str, collect_seed: int = 0,
     tasks = task_set.all_tasks
     collector = BehaviorCollector(config, tasks, [1000 * config.seed + i for i in range(len(tasks))],
                                   data_dir)
-    collector.run()
+    hook = None
+    if progress is not None:
+        latest = collector.train_ckpt.latest_step() or 0
+        done = [latest * collector.steps_per_ckpt]
+        progress(done[0] / config.total_steps, True)
+
+        def hook(steps: int, _info: dict) -> None:
+            done[0] += steps
+            progress(min(done[0] / config.total_steps, 1.0), False)
+    collector.run(hook)
+    if progress is not None:
+        progress(1.0, False)
     chosen = choose_checkpoints(str(data_dir / "returns.csv"),
                                 min_episodes=1 if preset == "smoke" else MIN_EPISODES)
     returns = {(r["task"], int(r["checkpoint"])): float(r["return_mean"])
@@ -117,20 +133,43 @@ def behavior_return(workdir: Path, preset: str, collect_seed: int, checkpoint: i
     return float(returns.mean())
 
 
+EVALUATION_SHARE = 0.1
+"""The share of a method's run that `run_method`'s progress gives its final evaluation."""
+
+
 def run_method(method: str, preset: str, num_seeds: int | None, workdir: Path, train: dict,
                test: dict, show_progress: bool, overrides: tuple[str, ...] = (),
-               collection_seed: int | None = None) -> dict:
+               collection_seed: int | None = None,
+               progress: Callable[[float, bool], None] | None = None,
+               log: Callable[[str], None] = print) -> dict:
     """Trains one method on one collection; returns per-seed lists: the task-1 return with
     D1_test contexts (off-policy protocol), with D1_train contexts, on-policy; d(phi) (None
-    for bc / oracle); the largest per-epoch mean Q of the critics (None for BC objectives)."""
+    for bc / oracle); the largest per-epoch mean Q of the critics (None for BC objectives).
+    progress(fraction, restored): the fraction of the run done, after each epoch (stages
+    weighted equally, the final evaluation EVALUATION_SHARE), restored=True for stages an
+    earlier process finished."""
     from reda_jax.data.train_data import make_train_data
     from reda_jax.train import Trainer
     config = presets.didactic_train_config(method, preset, num_seeds, overrides)
     run_dir = prepare_run_dir(workdir / method, {"train": configs.to_dict(config),
                                                  "data_dir": str(workdir / "data")})
     data = make_train_data(get_task_set(TASK_SET), train, test, collection_seed)
-    trainer = Trainer(config, data, run_dir, show_progress=show_progress)
-    return {"method": method, **figure2_row(trainer, trainer.run(), train, test)}
+    on_epoch = None
+    if progress is not None:
+        names: list[str] = []
+
+        def on_epoch(stage: str, epoch: int, num_epochs: int, restored: bool) -> None:
+            i = names.index(stage)
+            progress((1 - EVALUATION_SHARE) * (i + epoch / max(num_epochs, 1)) / len(names),
+                     restored)
+    trainer = Trainer(config, data, run_dir, show_progress=show_progress, log=log,
+                      on_epoch=on_epoch)
+    if progress is not None:
+        names += [st.name for st in trainer.method.stages]
+    row = {"method": method, **figure2_row(trainer, trainer.run(), train, test)}
+    if progress is not None:
+        progress(1.0, False)
+    return row
 
 
 def figure2_row(trainer, results: dict, train: dict, test: dict) -> dict:
@@ -223,7 +262,7 @@ def behavior_row(returns: list[float]) -> dict:
 
 
 FLOOR = 0.9
-"""The fidelity floor (issue 9): a method's in-distribution task-1 return (on-policy and with
+"""The fidelity floor: a method's in-distribution task-1 return (on-policy and with
 D1_train contexts) should reach FLOOR x the behavior checkpoint's."""
 
 
@@ -266,29 +305,72 @@ def figure2_verdict(rows: list[dict]) -> str:
         " (compare the 95% intervals before calling a gap real)."
 
 
-def draw_figure(rows: list[dict], path: Path) -> bool:
+def draw_figure(rows: list[dict], path: Path, title: str = "") -> bool:
     """Figure 2: (a) return on task 1 with D1_test contexts, (b) d(phi); bars = mean over
-    seeds x collections, error bars = 95% t-interval. Returns False without matplotlib."""
+    seeds x collections, error bars = 95% t-interval (none for the behavior checkpoints, one
+    per collection). Returns False without matplotlib."""
+    from reda_jax.report import plots
+    shown = []
+    for r in rows:
+        if r["method"] == "behavior":
+            r = {**r, "task1_return_test_context": {
+                "mean": float(np.mean(r["task1_return_test_context"])), "lo": None, "hi": None}}
+        shown.append(r)
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plots.plot_figure2(shown, METHOD_LABELS, path, title=title)
     except ImportError:
         return False
-    from reda_jax.report.plots import mean_interval
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, title in ((axes[0], "task1_return_test_context", "(a) return on task 1"),
-                           (axes[1], "d_phi", "(b) relative representation metric d(φ)")):
-        shown = [r for r in rows if r[key] is not None]
-        labels = [METHOD_LABELS.get(r["method"], r["method"]) for r in shown]
-        stats = [mean_interval(np.asarray(r[key], np.float64)) for r in shown]
-        means = [m for m, _, _ in stats]
-        err = [m - lo if np.isfinite(lo) else 0.0 for m, lo, _ in stats]
-        ax.bar(labels, means, yerr=err, capsize=4,
-               color=["C3" if lab == "ReDA" else "C7" if lab in ("BC", "Oracle") else "C0"
-                      for lab in labels])
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
     return True
+
+
+PART_MINUTES = {"collect": 10.0, "bc": 3.0, "oracle": 13.0, "reda": 23.0, "om_sac": 18.0,
+                "focal": 10.0, "om_bc": 6.0, "corro": 12.0, "pool": 0.3}
+"""Rough wall minutes of each part of one collection at the default sizes (2-core AMD
+EPYC, two collections side by side; 'pool': restoring and evaluating one finished run in
+the pooled pass): the weights of `JobProgress`, whose ETA then follows the measured rate."""
+
+
+class JobProgress:
+    """One progress bar, with an ETA, over a whole didactic job: its parts (e.g. (0,
+    'collect'), (0, 'reda'), (0, 'reda', 'pool')) each weighted by PART_MINUTES.
+    update(part, fraction, restored) moves a part forward (never back); work that earlier
+    processes did (restored=True) counts as done but not towards the rate, so the ETA
+    follows this process's speed."""
+
+    def __init__(self, parts, enabled: bool = True, desc: str = "didactic"):
+        from tqdm import tqdm
+        self.weights = {p: PART_MINUTES.get(p[-1] if p[-1] == "pool" else p[1], 10.0)
+                        for p in parts}
+        self.done = {p: 0.0 for p in self.weights}
+        self.enabled = enabled
+        self.n, self.restored = 0.0, 0.0     # work done, and the part of it restored
+        self.bar = tqdm(total=sum(self.weights.values()), disable=not enabled, smoothing=0,
+                        desc=desc, mininterval=2,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+    def update(self, part, fraction: float, restored: bool = False) -> None:
+        new = max(self.done[part], min(max(fraction, 0.0), 1.0))
+        delta = (new - self.done[part]) * self.weights[part]
+        self.done[part] = new
+        if delta <= 0:
+            return
+        if restored:
+            self.restored += delta
+            if self.enabled:
+                self.bar.initial += delta     # tqdm's rate is (n - initial) / elapsed
+        self.n += delta
+        self.bar.update(delta)
+
+    def fraction(self) -> float:
+        total = sum(self.weights.values())
+        return sum(self.done[p] * w for p, w in self.weights.items()) / total
+
+    def write(self, line: str) -> None:
+        """Prints a line above the bar (plainly when the bar is off)."""
+        if self.enabled:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()

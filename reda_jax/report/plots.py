@@ -12,6 +12,9 @@ Public API::
     load_history(path) -> list[dict];  curve(history, protocol, task) -> (epochs, (E, S))
     pool_curves([(epochs, per_seed), ...]) -> (common epochs, (E, sum S))
     plot_learning_curves({method: {task: (epochs, per_seed)}}, tasks, path, title=...)
+    cell(per-seed list | {"mean", "lo", "hi"} | None) -> (mean, lo, hi) | None
+    plot_figure2(rows, labels, path)       the didactic Figure 2 from table rows
+    plot_protocol_bars({method: {protocol: (mean, lo, hi)}}, protocol labels, path)
     tsne_coords(z (S, T, n, Z), perplexity=30, seed=0) -> (S, T, n, 2)   (one t-SNE per seed)
     flatten_points(coords) -> (xy (N, 2), seed (N,), task (N,), window (N,))
     task_styles(task_names, train_task) -> [{"label", "color", "marker", "unseen"}]
@@ -284,5 +287,110 @@ def plot_tsne(panels: Mapping[str, np.ndarray], task_names: Sequence[str],
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------
+# Bar charts of a results table: mean and 95% interval per method.
+
+Interval = tuple  # (mean, lo, hi); lo / hi may be None (no interval: one sample)
+
+
+def cell(value) -> Interval | None:
+    """A cell of a table to plot: None; per-seed values (list); or {"mean", "lo", "hi"}."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return (float(value["mean"]), value.get("lo"), value.get("hi"))
+    mean, lo, hi = mean_interval(np.asarray(list(value), np.float64))
+    ok = bool(np.isfinite(lo))
+    return float(mean), float(lo) if ok else None, float(hi) if ok else None
+
+
+def plot_interval_bars(ax, categories: Sequence[str], series: Mapping[str, Sequence],
+                       colors: Sequence[str] | None = None, highlight: str | None = None) -> None:
+    """Grouped bars on `ax`: one group per category, one bar per series; series[name][i]
+    is category i's (mean, lo, hi) or None (no bar). Error bars span [lo, hi]; the
+    highlighted category's label is bold."""
+    names = list(series)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(categories))
+    for j, name in enumerate(names):
+        xs, means, err = [], [], [[], []]
+        for i, c in enumerate(series[name]):
+            if c is None:
+                continue
+            mean, lo, hi = c
+            xs.append(x[i] + (j - (len(names) - 1) / 2) * width)
+            means.append(mean)
+            err[0].append(np.nan if lo is None else mean - lo)   # nan: no error bar
+            err[1].append(np.nan if hi is None else hi - mean)
+        ax.bar(xs, means, width, yerr=err, capsize=3, label=name,
+               color=(colors[j % len(colors)] if colors else TAB10[j % len(TAB10)]))
+    ax.set_xticks(x)
+    ax.set_xticklabels(categories, rotation=30, ha="right")
+    for label in ax.get_xticklabels():
+        if label.get_text() == highlight:
+            label.set_fontweight("bold")
+
+
+def plot_figure2(rows: Sequence[Mapping], labels: Mapping[str, str], path: str | Path,
+                 title: str = "") -> Path:
+    """The didactic example's Figure 2 from table rows ({"method", "task1_return_test_context",
+    "d_phi"}, each cell as `cell` reads it): (a) task-1 return with D1_test contexts,
+    (b) d(phi) of Eq. 8; bars = mean, error bars = 95% t-interval."""
+    plt = _require_matplotlib()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, panel in ((axes[0], "task1_return_test_context",
+                            "(a) return on task 1, D1_test contexts"),
+                           (axes[1], "d_phi", "(b) relative representation metric d(φ)")):
+        shown = [("Behavior" if r["method"] == "behavior" else labels.get(r["method"], r["method"]),
+                  cell(r.get(key))) for r in rows]
+        shown = [(lab, c) for lab, c in shown if c is not None]
+        cats = [lab for lab, _ in shown]
+        plot_interval_bars(ax, cats, {"": [c for _, c in shown]}, highlight="ReDA")
+        for bar, lab in zip(ax.patches, cats):
+            bar.set_color("C3" if lab == "ReDA" else "C7" if lab in ("BC", "Oracle") or
+                          lab.startswith("Behavior") else "C0")
+        ax.set_title(panel, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_protocol_bars(summary: Mapping[str, Mapping[str, Interval | None]],
+                       protocol_labels: Mapping[str, str], path: str | Path, title: str = "",
+                       paper: Mapping[str, Mapping[str, float]] | None = None) -> Path:
+    """Tables 1-2 as a bar chart: summary[method label][protocol] = (mean, lo, hi) or None,
+    one bar per protocol; paper[method label][protocol], where given, is marked with a
+    short black line (the paper's value, usually far above)."""
+    plt = _require_matplotlib()
+    cats = list(summary)
+    protocols = list(protocol_labels)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    plot_interval_bars(ax, cats, {protocol_labels[p]: [summary[c].get(p) for c in cats]
+                                  for p in protocols}, highlight="ReDA")
+    if paper:
+        width = 0.8 / len(protocols)
+        for i, c in enumerate(cats):
+            for j, p in enumerate(protocols):
+                v = (paper.get(c) or {}).get(p)
+                if v is not None:
+                    xc = i + (j - (len(protocols) - 1) / 2) * width
+                    ax.plot([xc - width / 2, xc + width / 2], [v, v], color="k", lw=1.5)
+        ax.plot([], [], color="k", lw=1.5, label="paper")
+    ax.set_ylabel("average return, all 5 tasks")
+    ax.legend(fontsize=8, ncol=3, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
