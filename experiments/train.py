@@ -17,6 +17,7 @@ collection (results.json records the collection seed).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from absl import flags
@@ -24,7 +25,7 @@ from absl import flags
 from reda_jax import configs, presets
 from reda_jax.envs.tasks import TASK_SETS, get_task_set
 from reda_jax.experiment import build_config, collection_dir, load_or_collect
-from reda_jax.method_names import ABLATIONS, method_name
+from reda_jax.method_names import ABLATIONS, run_method
 from reda_jax.metrics_log import STAGES
 from reda_jax.run_info import prepare_run_dir, quiet_logs
 from reda_jax.validate import InputError, at_least, finite_nonneg, run_app, writable_dir
@@ -135,9 +136,12 @@ def main(argv):
                               _LAMBDA2.value, _ALGO.value)
         for assignment in _SET.value:
             config = configs.override(config, assignment)
+        # Named once, from the final config: the run directory, results.json and the
+        # tables agree (e.g. --lambda1=0 alone is w/o UP).
+        method = run_method(config.algo, _ABLATION.value,
+                            dataclasses.asdict(config.representation))
     except ValueError as e:
         raise InputError(str(e))
-    method = method_name(_ALGO.value, _ABLATION.value)
     base = f"runs/data/{config.data_preset}/{config.task_set}"
     collect_seed = _COLLECT_SEED.value
     if collect_seed is None:

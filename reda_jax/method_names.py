@@ -39,3 +39,16 @@ def method_of(algo: str, representation: Mapping[str, Any]) -> str:
                           for k, v in fields.items()):
             return method_name(algo, ablation)
     return algo
+
+
+def run_method(algo: str, ablation: str, representation: Mapping[str, Any]) -> str:
+    """The one name of a run whose final stage-2 settings are `representation`, after every
+    flag and --set: `method_of` them. A value that contradicts the requested ablation (e.g.
+    --ablation=wo_up with lambda1 0.5) is a ValueError naming both, so that a run is never
+    stored under one method and labelled with another."""
+    for field, value in ABLATIONS[ablation].items():
+        final = representation.get(field, _REPRESENTATION_DEFAULTS[field])
+        if final != value:
+            raise ValueError(f"--ablation={ablation} sets representation.{field}={value!r}, "
+                             f"but another flag (--{field} or --set) sets it to {final!r}")
+    return method_of(algo, representation)
