@@ -11,6 +11,7 @@ several points of that one run.
   python -m experiments.probe_stage1 --task_set=hopper-gravity --preset=mini \
       --variant=n200k --train_transitions=200000     # after experiments.collect --train_transitions
   python -m experiments.probe_stage1 --plot --out=docs/figures/stage1_scaling.png
+  python -m experiments.probe_stage1 --table --workdir=docs/runs/hopper-gravity1-mini-stage1
 
 At each `--readout_at` update count (the first epoch end at or past it) every seed's best
 snapshot so far (what stage 2 would get if stage 1 stopped there) is read out:
@@ -67,6 +68,8 @@ _READOUT_AT = flags.DEFINE_list("readout_at", ["880", "2500", "5000", "10000", "
 _NUM_ROWS = flags.DEFINE_integer("num_rows", 500, "Rows per task of the physics read-out.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/probe_stage1", "Root of the runs.")
 _PLOT = flags.DEFINE_bool("plot", False, "Only draw the figure from the runs under --workdir.")
+_TABLE = flags.DEFINE_bool("table", False, "Only print one table of every run's read-outs "
+                           "under --workdir (e.g. an archive of readout.json files).")
 _OUT = flags.DEFINE_string("out", "docs/figures/stage1_scaling.png", "With --plot: the PNG.")
 
 STAGE = "dynamics"
@@ -79,7 +82,7 @@ KEYS = ("signal_dim_model_error", "train_signal_dim_model_error", "model_physics
 def check_flags(argv) -> tuple[list[int], list[int]]:
     if len(argv) > 1:
         raise InputError(f"unexpected arguments {argv[1:]}; every option is a --flag")
-    if _PLOT.value:
+    if _PLOT.value or _TABLE.value:
         return [], []
     at_least("num_seeds", _NUM_SEEDS.value, 1)
     at_least("train_transitions", _TRAIN_TRANSITIONS.value, 2)
@@ -221,16 +224,39 @@ def cell(values) -> str:
     return format_cell(values)
 
 
-def summary_table(records: list[dict]) -> str:
-    lines = ["| read-out | updates | error / gap, task's dim (unseen ckpt) | same, training "
-             "states | error / gap, all dims | model task accuracy (unseen ckpt) |",
-             "|---|---|---|---|---|---|"]
+def summary_table(records: list[dict], lead: tuple[str, ...] = ()) -> str:
+    """Markdown, a row per record; `lead`: the names of leading columns each record carries
+    under '_lead' (e.g. the variant)."""
+    lines = ["| " + "".join(f"{c} | " for c in lead) + "read-out | updates | error / gap, "
+             "task's dim (unseen ckpt) | same, training states | error / gap, all dims | "
+             "model task accuracy (unseen ckpt) |", "|---" * (len(lead) + 6) + "|"]
     for r in records:
-        lines.append(f"| {r['label']} | {r['updates']} | {cell(r['signal_dim_model_error'])} | "
+        lines.append("| " + "".join(f"{v} | " for v in r.get("_lead", ())) +
+                     f"{r['label']} | {r['updates']} | {cell(r['signal_dim_model_error'])} | "
                      f"{cell(r['train_signal_dim_model_error'])} | "
                      f"{cell(r['model_physics_error'])} | "
                      f"{cell(r['model_unseen_checkpoint_accuracy'])} |")
     return "\n".join(lines)
+
+
+def all_runs_table(workdir: Path) -> str:
+    """Every readout.json under workdir (<task set>/<collection>/<variant>/) in one table."""
+    rows = []
+    for path in sorted(workdir.glob("*/*/*/readout.json")):
+        rec = json.loads(path.read_text())
+        for r in rec["records"]:
+            stop = ""
+            if r["label"] == "early_stopped":
+                ends = [e for row in r["stop_epoch"] for e in row]
+                done = [e for e in ends if e > 0]
+                stop = (f" ({len(done)}/{len(ends)} stopped, epochs {min(done)}-{max(done)})"
+                        if done else " (none stopped: the budget's end)")
+            rows.append({**r, "label": r["label"] + stop,
+                         "_lead": (rec["variant"], rec["collection"], rec["train_transitions"],
+                                   " ".join(rec["set"]) or "preset", rec["num_seeds"])})
+    if not rows:
+        raise InputError(f"--table: no readout.json under {workdir}")
+    return summary_table(rows, ("variant", "data", "N", "settings", "seeds"))
 
 
 def plot(workdir: Path, out: Path) -> None:
@@ -289,8 +315,11 @@ def plot(workdir: Path, out: Path) -> None:
 def main(argv):
     collect_seeds, readout_at = check_flags(argv)
     quiet_logs()
-    if _PLOT.value:
-        plot(Path(_WORKDIR.value), Path(_OUT.value))
+    if _PLOT.value or _TABLE.value:
+        if _TABLE.value:
+            print(all_runs_table(Path(_WORKDIR.value)))
+        if _PLOT.value:
+            plot(Path(_WORKDIR.value), Path(_OUT.value))
         return
     config = presets.train_preset(_PRESET.value, _TASK_SET.value, num_seeds=_NUM_SEEDS.value)
     for assignment in _SET.value:
