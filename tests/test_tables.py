@@ -296,3 +296,16 @@ def test_archived_runs_under_docs_are_not_git_ignored():
     check = lambda p: subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", p]).returncode
     assert check("docs/some_tables/runs/reda/mini-ckpt1-seed0/results.json") == 1   # kept
     assert check("runs/hopper-gravity/reda/mini-ckpt1-seed0/results.json") == 0       # ignored
+
+
+def test_a_run_with_non_finite_returns_is_named_and_left_out_of_pooled_cells(tmp_path):
+    from reda_jax.report.runs import find_runs, group_runs
+    make_run(tmp_path / "good", seed=0, on=(100.0, 200.0))
+    make_run(tmp_path / "nan", seed=1, on=(float("nan"), float("nan")))
+    warnings = []
+    runs = find_runs(tmp_path, warnings.append)
+    assert [r.path.name for r in runs] == ["good"]
+    assert len(warnings) == 1 and "nan" in warnings[0] and "non-finite returns" in warnings[0]
+    assert "on_policy seed 0" in warnings[0]
+    (group,) = group_runs(runs).values()
+    np.testing.assert_allclose(group.per_seed("on_policy"), [100.0, 200.0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -81,15 +82,24 @@ def load_run(results_path: str | Path) -> Run:
 
 
 def find_runs(root: str | Path, warn=None) -> list[Run]:
-    """Every run under `root` (recursively) that has a readable results.json, in path
-    order; an unreadable one is skipped with a warning naming it (`warn`, default stderr)."""
+    """Every run under `root` (recursively) that has a readable results.json with finite
+    returns, in path order; an unreadable one, or one with a NaN or inf return, is skipped
+    with a warning naming it (`warn`, default stderr), so it never enters a pooled cell."""
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     runs = []
     for p in sorted(Path(root).rglob("results.json")):
         try:
-            runs.append(load_run(p))
+            run = load_run(p)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warn(f"skipped {p}: unreadable ({type(e).__name__}: {e})")
+            continue
+        bad = [f"{protocol} seed {i}" for protocol, values in run.per_seed.items()
+               for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            warn(f"skipped {p}: non-finite returns ({', '.join(bad)}); left out of every "
+                 "pooled cell")
+            continue
+        runs.append(run)
     return runs
 
 
