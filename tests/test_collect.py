@@ -167,7 +167,7 @@ def test_collection_resumes_after_a_kill_and_builds_group_datasets(tmp_path, mon
 
 
 def test_extended_rollouts_come_from_the_stored_policy_and_keep_the_smaller_dataset(tmp_path):
-    """More data from the same checkpoint: the stored rollout grows to the new N, its first
+    """Lost rollouts are re-rolled from the stored policies. More data from the same checkpoint: the stored rollout grows to the new N, its first
     rows (and so the smaller dataset) are unchanged, the appended episodes are new (another
     reset seed) and are the stored deterministic policy's actions, and the extended
     group's datasets hold N per task."""
@@ -177,6 +177,17 @@ def test_extended_rollouts_come_from_the_stored_policy_and_keep_the_smaller_data
     workdir = tmp_path / "collect"
     collector = BehaviorCollector(TINY, tasks, [0, 1], workdir)
     collector.run()
+    # Deleted rollouts come back, identical, from the stored policies when the collection
+    # is run again (returns.csv keeps one row per checkpoint and task).
+    gone = workdir / "rollouts" / tasks[1].name / "ckpt_001.npz"
+    kept = dict(np.load(gone))
+    gone.unlink()
+    (workdir / "rollouts" / tasks[0].name / "ckpt_003.npz").unlink()
+    BehaviorCollector(TINY, tasks, [0, 1], workdir).run()
+    for field in ("observations", "actions", "rewards", "episode_returns"):
+        np.testing.assert_array_equal(np.load(gone)[field], kept[field])
+    assert (workdir / "rollouts" / tasks[0].name / "ckpt_003.npz").exists()
+    assert len(read_returns(workdir / "returns.csv")) == len(tasks) * TINY.num_checkpoints
     build_datasets(workdir / "rollouts", tmp_path / "small", task_set, TINY)
     before = {t.name: dict(np.load(workdir / "rollouts" / t.name / "ckpt_002.npz"))
               for t in tasks}

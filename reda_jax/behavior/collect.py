@@ -147,6 +147,7 @@ class BehaviorCollector:
             start = latest + 1
             # Rollouts of the latest checkpoint may be missing if the kill came between.
             self._collect_checkpoint(latest, state, meta, time.time())
+            self.restore_missing_rollouts(latest - 1)
         train_chunk = make_train_chunk(self.sac, cfg.sac.batch_size, cfg.update_every)
         insert_only = jax.jit(replay.insert, donate_argnums=0)
         env_steps = int(meta["env_steps"])
@@ -199,11 +200,32 @@ class BehaviorCollector:
             self._save(k, state, buffer, key, meta)
             self._collect_checkpoint(k, state, meta, t0)
 
+    def restore_missing_rollouts(self, last: int) -> list[int]:
+        """Re-rolls the deterministic data of every checkpoint k <= last whose rollouts are
+        missing (e.g. deleted) from its stored policy: the same policy, episodes and seed,
+        so the same data. Returns the checkpoints re-rolled."""
+        missing = [k for k in range(1, last + 1)
+                   if not all(self._rollout_path(i, k).exists() for i in range(len(self.members)))]
+        if not missing:
+            return []
+        like = jax.vmap(self.sac.init)(jnp.stack([jax.random.key(s) for s in self.seeds]))
+        recorded = {int(r["checkpoint"]) for r in read_returns(self.workdir / "returns.csv")} \
+            if (self.workdir / "returns.csv").exists() else set()
+        for k in missing:
+            params, _ = self.policy_ckpt.restore(k, like.actor_params)
+            meta = {"env_steps": k * self.steps_per_ckpt,
+                    "recent_returns": [[] for _ in self.members]}
+            self._collect_checkpoint(k, like.replace(actor_params=params), meta, time.time(),
+                                     record=k not in recorded)
+        return missing
+
     def _rollout_path(self, member: int, k: int) -> Path:
         return self.workdir / "rollouts" / self.names[member] / f"ckpt_{k:03d}.npz"
 
-    def _collect_checkpoint(self, k: int, state: SACState, meta: dict, t0: float) -> None:
-        """Deterministic-policy data of checkpoint k for every member (skipped if saved)."""
+    def _collect_checkpoint(self, k: int, state: SACState, meta: dict, t0: float,
+                            record: bool = True) -> None:
+        """Deterministic-policy data of checkpoint k for every member (skipped if saved);
+        `record`: append its returns to returns.csv."""
         if all(self._rollout_path(i, k).exists() for i in range(len(self.members))):
             return
         n = self.config.transitions_per_checkpoint()[k]
@@ -230,7 +252,8 @@ class BehaviorCollector:
                 alpha=meta.get("alpha", [np.nan] * len(self.members))[i],
                 critic_loss=meta.get("critic_loss", [np.nan] * len(self.members))[i],
                 wall_time_s=round(time.time() - t0, 1)))
-        _append_csv(self.workdir / "returns.csv", rows)
+        if record:
+            _append_csv(self.workdir / "returns.csv", rows)
 
 
     def extend_rollouts(self, checkpoints: Sequence[int], need: int,
