@@ -227,12 +227,15 @@ def cell(values) -> str:
 def summary_table(records: list[dict], lead: tuple[str, ...] = ()) -> str:
     """Markdown, a row per record; `lead`: the names of leading columns each record carries
     under '_lead' (e.g. the variant)."""
-    lines = ["| " + "".join(f"{c} | " for c in lead) + "read-out | updates | error / gap, "
-             "task's dim (unseen ckpt) | same, training states | error / gap, all dims | "
-             "model task accuracy (unseen ckpt) |", "|---" * (len(lead) + 6) + "|"]
+    lines = ["| " + "".join(f"{c} | " for c in lead) + "read-out | updates | best holdout "
+             "MSE | error / gap, task's dim (unseen ckpt) | same, training states | error / "
+             "gap, all dims | model task accuracy (unseen ckpt) |",
+             "|---" * (len(lead) + 7) + "|"]
     for r in records:
+        mse = f"{np.mean(r['_holdout']):.4f}" if r.get("_holdout") else "–"
         lines.append("| " + "".join(f"{v} | " for v in r.get("_lead", ())) +
-                     f"{r['label']} | {r['updates']} | {cell(r['signal_dim_model_error'])} | "
+                     f"{r['label']} | {r['updates']} | {mse} | "
+                     f"{cell(r['signal_dim_model_error'])} | "
                      f"{cell(r['train_signal_dim_model_error'])} | "
                      f"{cell(r['model_physics_error'])} | "
                      f"{cell(r['model_unseen_checkpoint_accuracy'])} |")
@@ -241,10 +244,17 @@ def summary_table(records: list[dict], lead: tuple[str, ...] = ()) -> str:
 
 def all_runs_table(workdir: Path) -> str:
     """Every readout.json under workdir (<task set>/<collection>/<variant>/) in one table."""
+    from reda_jax.metrics_log import read_complete_rows
     rows = []
     for path in sorted(workdir.glob("*/*/*/readout.json")):
         rec = json.loads(path.read_text())
+        holdout = {}   # epoch -> per-seed best holdout MSE (mean over tasks and members)
+        if (path.parent / "metrics.csv").exists():
+            for m in read_complete_rows(path.parent / "metrics.csv"):
+                if m["metric"] == "best_holdout_mse":
+                    holdout.setdefault(int(m["epoch"]), []).append(float(m["value"]))
         for r in rec["records"]:
+            r = {**r, "_holdout": holdout.get(r.get("epoch"))}
             stop = ""
             if r["label"] == "early_stopped":
                 ends = [e for row in r["stop_epoch"] for e in row]
