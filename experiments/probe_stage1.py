@@ -29,7 +29,8 @@ mean over members and tasks), best_holdout_mse, holdout_nll, train_nll, updates)
 checkpoints at every read-out (a killed run resumes with the same command) and
 readout.json (one record per read-out point). `--plot` draws every variant's
 error / true gap against updates and, for runs that share their --set but differ in N
-(`--train_transitions`), against N at their largest budget.
+(`--train_transitions`), against N at the read-out nearest the largest budget they all
+reached.
 """
 from __future__ import annotations
 
@@ -295,7 +296,7 @@ def plot(workdir: Path, out: Path) -> None:
                 ax1.fill_between(xs, lo, hi, alpha=0.15, color=line.get_color())
         if budget:   # the N panel: runs with the same --set, one line per set
             by_n.setdefault(" ".join(rec["set"]) or "preset", []).append(
-                (rec["train_transitions"], budget[-1]))
+                (rec["train_transitions"], budget))
     ax1.axhline(1.0, color="k", lw=0.8)
     ax1.set(xscale="log", xlabel="model updates", ylabel="error / true gap (task's dimension)",
             title="solid: unseen-checkpoint states; dotted: training states")
@@ -303,7 +304,9 @@ def plot(workdir: Path, out: Path) -> None:
     for setting, runs in by_n.items():
         if len({n for n, _ in runs}) < 2:
             continue
-        points = sorted(runs, key=lambda p: p[0])
+        common = min(b[-1]["updates"] for _, b in runs)   # the largest budget all reached
+        points = sorted(((n, min(b, key=lambda r: abs(r["updates"] - common)))
+                         for n, b in runs), key=lambda p: p[0])
         ns = [n for n, _ in points]
         m, lo, hi = (np.array(v) for v in zip(*[mean_interval(r["signal_dim_model_error"])
                                                 for _, r in points]))
