@@ -356,10 +356,16 @@ def plot_figure2(rows: Sequence[Mapping], labels: Mapping[str, str], path: str |
         ax.set_title(panel, fontsize=10)
     if title:
         fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lays the figure out, writes it to `path` (folders made) and closes it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -388,9 +394,4 @@ def plot_protocol_bars(summary: Mapping[str, Mapping[str, Interval | None]],
     ax.set_ylabel("average return, all 5 tasks")
     ax.legend(fontsize=8, ncol=3, loc="lower right")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
